@@ -1,0 +1,171 @@
+"""svdk: image compression by truncated SVD, with honest measurements.
+
+>>> import numpy as np, svdk
+>>> image = (np.add.outer(np.arange(32), np.arange(48)) * 2).astype(np.uint8)
+>>> data = svdk.compress(image, rank=4)
+>>> data[:4]
+b'SVDK'
+>>> svdk.decompress(data).shape
+(32, 48)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import format, metrics, policies
+from ._codec import CHROMA_RANK_FRACTION, Encoded, decode, encode
+from ._errors import FormatError, ImageError, OptionError, SvdkError, SvdkWarning
+from ._image import EXAMPLES, ImageLike, Pixels, load_image
+from .format import MAX_PIXELS
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "compress",
+    "decompress",
+    "encode",
+    "compress_file",
+    "decompress_file",
+    "info",
+    "load_image",
+    "Encoded",
+    "Pixels",
+    "SvdkError",
+    "FormatError",
+    "ImageError",
+    "OptionError",
+    "SvdkWarning",
+    "CHROMA_RANK_FRACTION",
+    "MAX_PIXELS",
+    "EXAMPLES",
+    "format",
+    "metrics",
+    "policies",
+    "__version__",
+]
+
+
+def compress(image: ImageLike, **options) -> bytes:
+    """Compress ``image`` into the bytes of an .svdk file.
+
+    Parameters
+    ----------
+    image : ndarray, PIL.Image.Image, path, bytes or ``"example:NAME"``
+        ``uint8`` (or ``uint16``, ``bool``, floats in [0, 1]) arrays of shape
+        ``(H, W)``, ``(H, W, 3)`` or with alpha ``(H, W, 2)``/``(H, W, 4)``.
+    mode : {'ycbcr', 'rgb'}, optional
+        Colour planes to code (default ``'ycbcr'``); grayscale images are
+        always one plane.
+    subsampling : {'4:2:0', '4:4:4'}, optional
+        Chroma subsampling in ycbcr mode (default ``'4:2:0'``).
+    rank : int, optional
+        One rank: all planes in rgb mode, luma in ycbcr mode (chroma gets
+        ``CHROMA_RANK_FRACTION`` of it).
+    ranks : sequence of int, optional
+        One rank per plane (R, G, B or Y, Cb, Cr).
+    quality : str or (str, float), optional
+        ``"ssim:0.95"`` or ``"psnr:32"``: smallest ranks reaching the target.
+        This is the default policy, with ``"ssim:0.90"``.
+    size : int or str, optional
+        Byte budget such as ``30000`` or ``"30KB"``: best quality that fits.
+    energy : float, optional
+        Fraction of spectral energy to keep per plane.
+    policy : str, optional
+        A registered rank policy to use with the target above.
+    qstep : float, optional
+        Quantization step of the factors (default: chosen per plane).
+
+    Returns
+    -------
+    bytes
+        The .svdk file. Use :func:`encode` to also learn the ranks chosen.
+    """
+    return encode(image, **options).data
+
+
+def decompress(data: bytes | bytearray | memoryview, *, max_rank: int | None = None) -> np.ndarray:
+    """Decode .svdk bytes to a ``uint8`` array ``(H, W)`` or ``(H, W, C)``.
+
+    ``C`` is 3 for colour, plus one for alpha (``(H, W, 2)`` for gray with
+    alpha, ``(H, W, 4)`` for colour with alpha). ``max_rank=j`` decodes
+    only the first ``j`` components of every plane: a progressive preview
+    from the same file.
+    """
+    return decode(data, max_rank=max_rank)
+
+
+def _read(path: str | os.PathLike) -> bytes:
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise FormatError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise FormatError(f"{path} is a folder, not an .svdk file") from None
+    except OSError as exc:
+        raise FormatError(f"{path}: {exc.strerror or exc}") from None
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` so that ``path`` is either complete or untouched."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def compress_file(src: ImageLike, dst: str | os.PathLike, **options) -> Encoded:
+    """Compress the image ``src`` and write the .svdk file ``dst``."""
+    result = encode(src, **options)
+    _write_atomic(Path(dst), result.data)
+    return result
+
+
+def decompress_file(
+    src: str | os.PathLike, dst: str | os.PathLike, *, max_rank: int | None = None
+) -> np.ndarray:
+    """Decode the .svdk file ``src`` and write the image ``dst`` (PNG by default)."""
+    from PIL import Image
+    import io
+
+    image = decode(_read(src), max_rank=max_rank)
+    dst = Path(dst)
+    fmt_name = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
+                ".bmp": "BMP"}.get(dst.suffix.lower(), "PNG")
+    if fmt_name in ("JPEG", "BMP") and image.ndim == 3 and image.shape[2] in (2, 4):
+        raise OptionError(f"{dst.suffix} cannot hold alpha; write a .png instead")
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, fmt_name)
+    _write_atomic(dst, buf.getvalue())
+    return image
+
+
+def info(data: bytes | bytearray | memoryview | str | os.PathLike) -> dict:
+    """The header of an .svdk file (bytes or path) as a plain dict."""
+    if isinstance(data, (str, os.PathLike)):
+        data = _read(data)
+    h = format.read_header(data)
+    return {
+        "version": f"{h.version[0]}.{h.version[1]}",
+        "width": h.width,
+        "height": h.height,
+        "mode": h.mode,
+        "subsampling": "4:2:0" if h.subsampled else ("4:4:4" if h.mode == "ycbcr" else None),
+        "alpha": h.alpha,
+        "ranks": list(h.ranks),
+        "qsteps": [p.step for p in h.planes],
+        "sample_bytes": [p.sample_bytes for p in h.planes],
+        "coder": h.coder,
+        "predictor": h.predictor,
+        "header_bytes": h.header_length,
+        "payload_bytes": h.payload_length,
+        "bytes": h.file_length,
+        "bpp": metrics.bpp(h.file_length, h.width, h.height),
+    }

@@ -1,0 +1,415 @@
+"""Encoder and decoder: colour planes, truncated SVD, quantization.
+
+The byte layout lives in :mod:`svdk.format`; the choice of ranks in
+:mod:`svdk.policies`. This module turns pixels into integer factors and back.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from threadpoolctl import ThreadpoolController
+
+from . import format as fmt
+from ._errors import OptionError, SvdkWarning
+from ._image import ImageLike, Pixels, load_image
+
+__all__ = ["Encoded", "encode", "decode", "CHROMA_RANK_FRACTION"]
+
+#: In ycbcr mode, a chroma rank is this fraction of the luma rank unless the
+#: ranks are given one by one.
+CHROMA_RANK_FRACTION = 0.25
+#: Default quantization step, relative to the scale of the smallest kept
+#: component (see :func:`auto_step`).
+STEP_FACTOR = 0.5
+
+# JPEG's full-range BT.601 (JFIF) conversion.
+_RGB_TO_YCBCR = np.array(
+    [
+        [0.299, 0.587, 0.114],
+        [-0.168735892, -0.331264108, 0.5],
+        [0.5, -0.418687589, -0.081312411],
+    ],
+    dtype=np.float32,
+)
+_YCBCR_TO_RGB = np.linalg.inv(_RGB_TO_YCBCR.astype(np.float64)).astype(np.float32)
+# Single-threaded BLAS is faster for these matrix sizes on small machines and
+# keeps the float results independent of the thread count.
+_BLAS = ThreadpoolController()
+
+
+def _one_thread():
+    return _BLAS.limit(limits=1, user_api="blas")
+
+
+_OFFSET = np.array([0.0, 128.0, 128.0], dtype=np.float32)
+
+
+def chroma_rank(luma_rank: int, shape: tuple[int, int]) -> int:
+    """The chroma rank that goes with ``luma_rank`` by default."""
+    return max(1, min(min(shape), int(luma_rank * CHROMA_RANK_FRACTION + 0.5)))
+
+
+# ----------------------------------------------------------------------------
+# colour planes
+
+
+def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
+    return rgb.astype(np.float32) @ _RGB_TO_YCBCR.T + _OFFSET
+
+
+def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
+    return (ycc - _OFFSET) @ _YCBCR_TO_RGB.T
+
+
+def _downsample(plane: np.ndarray) -> np.ndarray:
+    """2x2 box average; an odd last row or column is averaged with itself."""
+    h, w = plane.shape
+    p = plane
+    if h % 2 or w % 2:
+        p = np.pad(plane, ((0, h % 2), (0, w % 2)), mode="edge")
+    return 0.25 * (p[0::2, 0::2] + p[1::2, 0::2] + p[0::2, 1::2] + p[1::2, 1::2])
+
+
+def _upsample(plane: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear 2x upsampling matched to :func:`_downsample`'s sample sites."""
+    h, w = plane.shape
+    p = np.pad(plane, 1, mode="edge")
+    # Output pixel y maps to source coordinate (y - 0.5) / 2, i.e. weights of
+    # 3/4 and 1/4 between the two nearest coarse samples.
+    out = np.empty((2 * h, 2 * w), dtype=np.float32)
+    rows_a = 0.75 * p[1:-1] + 0.25 * p[:-2]  # even output rows
+    rows_b = 0.75 * p[1:-1] + 0.25 * p[2:]  # odd output rows
+    for r, rows in ((0, rows_a), (1, rows_b)):
+        out[r::2, 0::2] = 0.75 * rows[:, 1:-1] + 0.25 * rows[:, :-2]
+        out[r::2, 1::2] = 0.75 * rows[:, 1:-1] + 0.25 * rows[:, 2:]
+    return out[:height, :width]
+
+
+def to_planes(color: np.ndarray, mode: str, subsampled: bool) -> list[np.ndarray]:
+    """Split 8-bit pixels into the float32 planes that get coded."""
+    if mode == "gray":
+        return [color.astype(np.float32)]
+    if mode == "rgb":
+        return [color[..., c].astype(np.float32) for c in range(3)]
+    ycc = rgb_to_ycbcr(color)
+    planes = [np.ascontiguousarray(ycc[..., c]) for c in range(3)]
+    if subsampled:
+        planes[1:] = [_downsample(p) for p in planes[1:]]
+    return planes
+
+
+def from_planes(planes: list[np.ndarray], mode: str, height: int, width: int) -> np.ndarray:
+    """Join decoded float planes into an 8-bit image."""
+    if mode == "gray":
+        out = planes[0]
+    elif mode == "rgb":
+        out = np.stack(planes, axis=-1)
+    else:
+        full = [
+            p if p.shape == (height, width) else _upsample(p, height, width) for p in planes
+        ]
+        out = ycbcr_to_rgb(np.stack(full, axis=-1))
+    return to_uint8(out)
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------
+# truncated SVD
+
+
+def _svd(a: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The leading ``k`` singular triplets of ``a``, with fixed signs.
+
+    A randomized range finder (Halko, Martinsson and Tropp, 2011) with two
+    power iterations and generous oversampling when ``k`` is small next to
+    the matrix, LAPACK's full SVD otherwise. The random sketch has a fixed
+    seed, so the result is the same on every run.
+    """
+    h, w = a.shape
+    n = min(h, w)
+    over = k // 2 + 8
+    with _one_thread():
+        if k + over >= n // 2:
+            u, s, vt = np.linalg.svd(a.astype(np.float64), full_matrices=False)
+            u, s, vt = u[:, :k], s[:k], vt[:k]
+        else:
+            x = a.astype(np.float32)
+            rng = np.random.default_rng(0x5D1C)
+            y = x @ rng.standard_normal((w, k + over), dtype=np.float32)
+            for _ in range(2):
+                y, _ = np.linalg.qr(y)
+                y = x @ (x.T @ y)
+            q, _ = np.linalg.qr(y)
+            ub, s, vt = np.linalg.svd(q.T @ x, full_matrices=False)
+            u = (q @ ub[:, :k]).astype(np.float64)
+            s = s[:k].astype(np.float64)
+            vt = vt[:k].astype(np.float64)
+    # Sign convention: the largest-magnitude entry of each u is positive.
+    idx = np.argmax(np.abs(u), axis=0)
+    signs = np.where(u[idx, np.arange(u.shape[1])] < 0, -1.0, 1.0)
+    return u * signs, s, vt * signs[:, None]
+
+
+def auto_step(s_k: float, shape: tuple[int, int]) -> float:
+    """Default quantization step for a plane whose smallest kept value is s_k.
+
+    The folded factors of component ``k`` have entries of about
+    ``sqrt(s_k / max(h, w))``; a step at a fixed fraction of that scale keeps
+    the quantization noise in proportion to the truncation error.
+    """
+    return STEP_FACTOR * math.sqrt(max(s_k, 1e-6) / max(shape))
+
+
+def step_code(step: float) -> int:
+    """A step as stored in the file (units of 1/256, at least 1)."""
+    return max(1, min(0xFFFF, int(round(step * 256))))
+
+
+class Plane:
+    """One coded plane: its pixels, its SVD (grown on demand) and helpers."""
+
+    def __init__(self, data: np.ndarray, qstep: float | None = None):
+        self.data = data
+        self.shape = data.shape
+        self.max_rank = min(self.shape)
+        self.qstep = qstep
+        self._u = self._s = self._vt = None
+        self.svd_seconds = 0.0
+
+    @property
+    def computed_rank(self) -> int:
+        return 0 if self._s is None else len(self._s)
+
+    def ensure(self, k: int) -> None:
+        if k > self.computed_rank:
+            t0 = time.perf_counter()
+            self._u, self._s, self._vt = _svd(self.data, k)
+            self.svd_seconds += time.perf_counter() - t0
+
+    def singular_values(self, k: int) -> np.ndarray:
+        self.ensure(k)
+        return self._s[:k]
+
+    def step_code(self, k: int) -> int:
+        if self.qstep is not None:
+            return step_code(self.qstep)
+        return step_code(auto_step(float(self.singular_values(k)[-1]), self.shape))
+
+    def quantize(self, k: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """Integer factors ``(A, B)`` for rank ``k`` and their step code."""
+        self.ensure(k)
+        code = self.step_code(k)
+        step = code / 256.0
+        root = np.sqrt(self._s[:k])
+        a = np.rint(self._u[:, :k].T * (root[:, None] / step)).astype(np.int64)
+        b = np.rint(self._vt[:k] * (root[:, None] / step)).astype(np.int64)
+        return a, b, code
+
+    def reconstruct(self, k: int) -> np.ndarray:
+        a, b, code = self.quantize(k)
+        return reconstruct(a, b, code)
+
+
+def reconstruct(a: np.ndarray, b: np.ndarray, code: int) -> np.ndarray:
+    """The float plane that integer factors decode to (shared by encoder and decoder)."""
+    step = code / 256.0
+    with _one_thread():
+        out = a.T.astype(np.float32) @ b.astype(np.float32)
+    out *= np.float32(step * step)
+    return out
+
+
+# ----------------------------------------------------------------------------
+# encode / decode
+
+
+@dataclass
+class Encoded:
+    """The result of :func:`svdk.encode`: the file and how it was made."""
+
+    data: bytes
+    width: int
+    height: int
+    mode: str
+    subsampled: bool
+    ranks: tuple[int, ...]
+    policy: str
+    reason: str
+    evaluations: int = 0
+    seconds: float = 0.0
+    alpha: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.data)
+
+    @property
+    def bpp(self) -> float:
+        return 8.0 * len(self.data) / (self.width * self.height)
+
+    @property
+    def raw_bytes(self) -> int:
+        channels = 1 if self.mode == "gray" else 3
+        return self.width * self.height * (channels + (1 if self.alpha else 0))
+
+
+class Session:
+    """Everything a rank policy needs to know about one image being encoded."""
+
+    def __init__(self, pixels: Pixels, mode: str, subsampled: bool, qstep: float | None):
+        self.pixels = pixels
+        self.mode = mode
+        self.subsampled = subsampled
+        self.height, self.width = pixels.height, pixels.width
+        self.planes = [Plane(p, qstep) for p in to_planes(pixels.color, mode, subsampled)]
+        self.evaluations = 0
+
+    @property
+    def plane_names(self) -> tuple[str, ...]:
+        return {"gray": ("gray",), "rgb": ("R", "G", "B"), "ycbcr": ("Y", "Cb", "Cr")}[self.mode]
+
+    def max_ranks(self) -> tuple[int, ...]:
+        return tuple(p.max_rank for p in self.planes)
+
+    def family(self, k: int) -> tuple[int, ...]:
+        """Ranks for all planes from one number: the policies' common scale."""
+        if self.mode == "gray":
+            return (k,)
+        if self.mode == "rgb":
+            return (k, k, k)
+        c = chroma_rank(k, self.planes[1].shape)
+        return (k, c, c)
+
+    def check_ranks(self, ranks: tuple[int, ...]) -> tuple[int, ...]:
+        names = self.plane_names
+        if len(ranks) != len(self.planes):
+            raise OptionError(
+                f"mode {self.mode} has {len(self.planes)} plane(s) ({', '.join(names)}); "
+                f"got {len(ranks)} rank(s)"
+            )
+        for name, k, plane in zip(names, ranks, self.planes):
+            if not isinstance(k, (int, np.integer)) or not 1 <= k <= plane.max_rank:
+                h, w = plane.shape
+                raise OptionError(
+                    f"rank of plane {name} must be in [1, {plane.max_rank}] for a {w}x{h} plane; "
+                    f"got {k}"
+                )
+        return tuple(int(k) for k in ranks)
+
+    def pack(self, ranks: tuple[int, ...], predictor: str = "delta") -> bytes:
+        factors, codes = [], []
+        for plane, k in zip(self.planes, ranks):
+            a, b, code = plane.quantize(k)
+            factors.append((a, b))
+            codes.append(code)
+        return fmt.pack(
+            width=self.width,
+            height=self.height,
+            mode=self.mode,
+            subsampled=self.subsampled,
+            factors=factors,
+            qsteps=codes,
+            alpha=self.pixels.alpha,
+            predictor=predictor,
+        )
+
+
+_SUBSAMPLING = {"4:2:0": True, "420": True, "4:4:4": False, "444": False, None: True}
+
+
+def resolve_mode(pixels: Pixels, mode: str, subsampling: str | None) -> tuple[str, bool, list[str]]:
+    notes = []
+    if mode not in ("rgb", "ycbcr", "gray"):
+        raise OptionError(f"unknown mode {mode!r}; choose 'rgb' or 'ycbcr' (or 'gray')")
+    if subsampling not in _SUBSAMPLING:
+        raise OptionError(f"unknown chroma subsampling {subsampling!r}; choose '4:2:0' or '4:4:4'")
+    if pixels.is_gray:
+        if mode != "gray":
+            notes.append("the image is grayscale: coded as one plane")
+        return "gray", False, notes
+    if mode == "gray":
+        raise OptionError("mode 'gray' needs a grayscale image; this one has colour")
+    subsampled = mode == "ycbcr" and _SUBSAMPLING[subsampling]
+    if subsampled and (pixels.height < 2 or pixels.width < 2):
+        subsampled = False
+        notes.append("the image is too thin for 4:2:0: chroma kept at full size")
+    return mode, subsampled, notes
+
+
+def encode(
+    image: ImageLike,
+    *,
+    mode: str = "ycbcr",
+    subsampling: str | None = "4:2:0",
+    rank: int | None = None,
+    ranks: tuple[int, ...] | list[int] | None = None,
+    quality: str | tuple[str, float] | None = None,
+    size: int | str | None = None,
+    energy: float | None = None,
+    policy: str | None = None,
+    qstep: float | None = None,
+) -> Encoded:
+    """Compress ``image`` and report how; see :func:`svdk.compress` for options."""
+    from . import policies
+
+    t0 = time.perf_counter()
+    pixels = load_image(image)
+    mode, subsampled, notes = resolve_mode(pixels, mode, subsampling)
+    if qstep is not None and not (1 / 256 <= float(qstep) <= 255):
+        raise OptionError(f"qstep must be in [1/256, 255]; got {qstep}")
+    session = Session(pixels, mode, subsampled, qstep)
+    name, target = policies.select(
+        rank=rank, ranks=ranks, quality=quality, size=size, energy=energy, policy=policy
+    )
+    choice = policies.get(name)(session, target)
+    chosen = session.check_ranks(choice.ranks)
+    data = choice.data if choice.data is not None else session.pack(chosen)
+    notes = [*pixels.notes, *notes]
+    result = Encoded(
+        data=data,
+        width=pixels.width,
+        height=pixels.height,
+        mode=mode,
+        subsampled=subsampled,
+        ranks=chosen,
+        policy=name,
+        reason=choice.reason,
+        evaluations=session.evaluations,
+        alpha=pixels.alpha is not None,
+        notes=notes,
+    )
+    if result.nbytes >= result.raw_bytes:
+        msg = (
+            f"the .svdk file ({result.nbytes} bytes) is not smaller than the raw pixels "
+            f"({result.raw_bytes} bytes): at these ranks SVD does not compress this image; "
+            "use lower ranks or a lossless format such as PNG"
+        )
+        warnings.warn(msg, SvdkWarning, stacklevel=2)
+        result.notes.append(msg)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def decode(data: bytes | bytearray | memoryview, *, max_rank: int | None = None) -> np.ndarray:
+    """Decode .svdk bytes to a uint8 image; see :func:`svdk.decompress`."""
+    if max_rank is not None and (not isinstance(max_rank, (int, np.integer)) or max_rank < 1):
+        raise OptionError(f"max_rank must be a positive integer; got {max_rank!r}")
+    header, factors, alpha = fmt.unpack(data, max_rank=max_rank)
+    planes = [
+        reconstruct(a, b, rec.qstep) for (a, b), rec in zip(factors, header.planes)
+    ]
+    image = from_planes(planes, header.mode, header.height, header.width)
+    if alpha is not None:
+        if image.ndim == 2:
+            image = image[..., None]
+        image = np.concatenate([image, alpha[..., None]], axis=-1)
+    return image

@@ -1,0 +1,307 @@
+"""Rank policies: how svdk chooses the rank of each plane.
+
+A policy is a function ``policy(session, target) -> RankChoice`` kept in one
+registry under a name. Built in:
+
+``fixed``
+    the ranks given (one number expands to all planes; in ycbcr mode the
+    chroma planes get :data:`~svdk.CHROMA_RANK_FRACTION` of it).
+``energy``
+    per plane, the smallest rank that keeps a fraction of the spectral energy
+    ``sum(s_i**2)`` of the plane (mean included).
+``quality``
+    the smallest ranks whose *decoded* planes reach a target SSIM or PSNR,
+    measured on the quantized, 8-bit-rounded reconstruction against the
+    original. In rgb mode each channel is searched (so the whole image reaches
+    the target too); in ycbcr mode the luma plane is searched and the chroma
+    ranks follow the luma rank; a grayscale image has one plane. The search
+    doubles the rank until the target is met, then bisects; every evaluation
+    reconstructs from the same factors that get written, so the file decodes
+    to exactly the image that was measured. The result is exact in that the
+    chosen rank ``k`` meets the target and ``k - 1`` does not.
+``size``
+    the largest common rank (as ``fixed`` expands it) whose file fits a byte
+    budget, found by encoding.
+
+Register more with :func:`register`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ._errors import OptionError
+
+__all__ = ["RankChoice", "register", "get", "names", "select", "parse_quality", "parse_size"]
+
+
+@dataclass
+class RankChoice:
+    """What a policy chose and why."""
+
+    ranks: tuple[int, ...]
+    reason: str
+    data: bytes | None = None  # the packed file, when the policy already made it
+
+
+_REGISTRY: dict[str, Callable] = {}
+
+
+def register(name: str):
+    """Decorator: register a rank policy under ``name``."""
+
+    def deco(fn):
+        _REGISTRY[name] = fn
+        return fn
+
+    return deco
+
+
+def get(name: str) -> Callable:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise OptionError(f"unknown rank policy {name!r}; known: {', '.join(names())}") from None
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def parse_quality(value) -> tuple[str, float]:
+    """``"ssim:0.95"``, ``"psnr:32"``, ``("ssim", 0.95)`` or a bare SSIM float."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        metric, target = "ssim", float(value)
+    elif isinstance(value, (tuple, list)) and len(value) == 2:
+        metric, target = str(value[0]).lower(), value[1]
+    elif isinstance(value, str) and ":" in value:
+        metric, _, target = value.partition(":")
+        metric = metric.strip().lower()
+    else:
+        raise OptionError(f"quality must look like 'ssim:0.95' or 'psnr:32'; got {value!r}")
+    try:
+        target = float(target)
+    except (TypeError, ValueError):
+        raise OptionError(f"quality target must be a number; got {target!r}") from None
+    if metric == "ssim":
+        if not 0 < target <= 1:
+            raise OptionError(f"an SSIM target must be in (0, 1]; got {target}")
+    elif metric == "psnr":
+        if not 0 < target <= 100:
+            raise OptionError(f"a PSNR target must be in (0, 100] dB; got {target}")
+    else:
+        raise OptionError(f"unknown quality metric {metric!r}; use 'ssim' or 'psnr'")
+    return metric, target
+
+
+_UNITS = {"": 1, "b": 1, "kb": 1000, "k": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2}
+
+
+def parse_size(value) -> int:
+    """A byte budget: an int, or a string such as ``"30KB"``, ``"1.5MiB"``."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        n = int(value)
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(value))
+        if not m or m.group(2).lower() not in _UNITS:
+            raise OptionError(f"size must look like 30000, '30KB' or '1.5MiB'; got {value!r}")
+        n = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    if n < 1:
+        raise OptionError(f"size must be at least 1 byte; got {value!r}")
+    return n
+
+
+def select(*, rank=None, ranks=None, quality=None, size=None, energy=None, policy=None):
+    """Turn the encoder's keyword options into ``(policy name, target)``."""
+    given = {
+        k: v
+        for k, v in dict(rank=rank, ranks=ranks, quality=quality, size=size, energy=energy).items()
+        if v is not None
+    }
+    if len(given) > 1:
+        raise OptionError(f"give one of rank, ranks, quality, size, energy; got {', '.join(given)}")
+    if rank is not None:
+        if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)):
+            raise OptionError(f"rank must be an integer; got {rank!r}")
+        name, target = "fixed", int(rank)
+    elif ranks is not None:
+        try:
+            target = tuple(int(k) for k in ranks)
+        except (TypeError, ValueError):
+            raise OptionError(f"ranks must be integers, one per plane; got {ranks!r}") from None
+        name = "fixed"
+    elif size is not None:
+        name, target = "size", parse_size(size)
+    elif energy is not None:
+        try:
+            target = float(energy)
+        except (TypeError, ValueError):
+            raise OptionError(f"energy must be a number in (0, 1]; got {energy!r}") from None
+        if not 0 < target <= 1:
+            raise OptionError(f"energy must be in (0, 1]; got {energy}")
+        name = "energy"
+    else:
+        name, target = "quality", parse_quality(quality if quality is not None else DEFAULT_QUALITY)
+    if policy is not None:
+        get(policy)
+        name = policy
+    return name, target
+
+
+#: The target used when no rank option is given.
+DEFAULT_QUALITY = "ssim:0.90"
+
+
+@register("fixed")
+def fixed(session, target) -> RankChoice:
+    if isinstance(target, int):
+        top = session.planes[0].max_rank
+        if not 1 <= target <= top:
+            h, w = session.planes[0].shape
+            raise OptionError(f"rank must be in [1, {top}] for a {w}x{h} image; got {target}")
+        ranks = session.family(target)
+    else:
+        ranks = session.check_ranks(tuple(target))
+    return RankChoice(ranks, f"ranks given: {_fmt(session, ranks)}")
+
+
+@register("energy")
+def energy(session, fraction) -> RankChoice:
+    ranks = []
+    for plane in session.planes:
+        total = float(np.sum(plane.data.astype(np.float64) ** 2))
+        k = min(16, plane.max_rank)
+        while True:
+            s = plane.singular_values(k)
+            kept = np.cumsum(s.astype(np.float64) ** 2)
+            hit = np.nonzero(kept >= fraction * total * (1 - 1e-12))[0]
+            if hit.size or k == plane.max_rank:
+                ranks.append(int(hit[0]) + 1 if hit.size else k)
+                break
+            k = min(2 * k, plane.max_rank)
+    ranks = tuple(ranks)
+    return RankChoice(ranks, f"smallest ranks keeping {fraction:g} of the spectral energy: {_fmt(session, ranks)}")
+
+
+def searched_planes(session) -> list[int]:
+    """Planes whose quality the ``quality`` policy measures."""
+    return [0, 1, 2] if session.mode == "rgb" else [0]
+
+
+def plane_score(session, i: int, metric: str):
+    """A fast scorer of decoded plane ``i`` against its original."""
+    from ._codec import to_uint8
+    from .metrics import PlaneScorer
+
+    plane = session.planes[i]
+    try:
+        scorer = PlaneScorer(plane.data, metric)
+    except ValueError as exc:
+        raise OptionError(f"{exc}; use a PSNR target or give the rank") from None
+
+    def score(k: int) -> float:
+        session.evaluations += 1
+        return scorer(to_uint8(plane.reconstruct(k)))
+
+    return score
+
+
+def search_rank(score: Callable[[int], float], target: float, max_rank: int, start: int = 16):
+    """Smallest ``k`` in [1, max_rank] with ``score(k) >= target``, by doubling then bisection.
+
+    Returns ``(k, score(k))``; raises :class:`OptionError` when even
+    ``max_rank`` misses the target.
+    """
+    seen: dict[int, float] = {}
+
+    def ok(k):
+        if k not in seen:
+            seen[k] = score(k)
+        return seen[k] >= target
+
+    lo, k = 0, min(start, max_rank)
+    while not ok(k):
+        lo = k
+        if k == max_rank:
+            raise OptionError(
+                f"the target cannot be reached: the best is {seen[k]:.4f} at the full rank {max_rank}"
+            )
+        k = min(2 * k, max_rank)
+    hi = k
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi, seen[hi]
+
+
+@register("quality")
+def quality(session, target) -> RankChoice:
+    metric, value = target
+    found = {}
+    for i in searched_planes(session):
+        score = plane_score(session, i, metric)
+        try:
+            found[i] = search_rank(score, value, session.planes[i].max_rank)
+        except OptionError as exc:
+            name = session.plane_names[i]
+            raise OptionError(f"{metric} >= {value:g} on plane {name}: {exc}") from None
+    if session.mode == "rgb":
+        ranks = tuple(found[i][0] for i in range(3))
+    else:
+        ranks = session.family(found[0][0])
+    got = ", ".join(f"{session.plane_names[i]} {v:.4f}" for i, (_, v) in found.items())
+    where = "luma" if session.mode == "ycbcr" else "each plane"
+    return RankChoice(
+        ranks,
+        f"smallest ranks reaching {metric} >= {value:g} on {where} ({got}): "
+        f"{_fmt(session, ranks)}; {session.evaluations} evaluations",
+    )
+
+
+@register("size")
+def size(session, budget: int) -> RankChoice:
+    packed: dict[int, bytes] = {}
+
+    def nbytes(k):
+        if k not in packed:
+            session.evaluations += 1
+            packed[k] = session.pack(session.family(k))
+        return len(packed[k])
+
+    top = session.planes[0].max_rank
+    if nbytes(1) > budget:
+        raise OptionError(
+            f"the smallest .svdk file for this image (rank 1) takes {nbytes(1)} bytes; "
+            f"the budget of {budget} bytes is below it"
+        )
+    # The largest k whose file fits: double, then bisect.
+    lo, k = 1, min(8, top)
+    while nbytes(k) <= budget:
+        lo = k
+        if k == top:
+            break
+        k = min(2 * k, top)
+    hi = k if nbytes(k) > budget else k + 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if nbytes(mid) <= budget:
+            lo = mid
+        else:
+            hi = mid
+    ranks = session.family(lo)
+    return RankChoice(
+        ranks,
+        f"largest ranks whose file fits {budget} bytes ({nbytes(lo)} bytes): {_fmt(session, ranks)}",
+        data=packed[lo],
+    )
+
+
+def _fmt(session, ranks) -> str:
+    return ", ".join(f"{n}={k}" for n, k in zip(session.plane_names, ranks))
