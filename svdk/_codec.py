@@ -59,7 +59,10 @@ def chroma_rank(luma_rank: int, shape: tuple[int, int]) -> int:
 
 
 def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
-    return rgb.astype(np.float32) @ _RGB_TO_YCBCR.T + _OFFSET
+    x = rgb.astype(np.float32)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    m = _RGB_TO_YCBCR
+    return np.stack([m[i, 0] * r + m[i, 1] * g + m[i, 2] * b + _OFFSET[i] for i in range(3)], axis=-1)
 
 
 def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
@@ -130,16 +133,32 @@ def _svd(a: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     A randomized range finder (Halko, Martinsson and Tropp, 2011) with two
     power iterations and generous oversampling when ``k`` is small next to
-    the matrix, LAPACK's full SVD otherwise. The random sketch has a fixed
-    seed, so the result is the same on every run.
+    the matrix. Otherwise the eigen-decomposition of the Gram matrix, in
+    float64: it squares the condition number, which loses only components
+    below about 1e-7 of the largest, and those carry no visible signal; the
+    reconstruction ``a @ v @ v.T`` stays an exact projection either way. The
+    random sketch has a fixed seed, so the result is the same on every run.
     """
     h, w = a.shape
     n = min(h, w)
     over = k // 2 + 8
     with _one_thread():
-        if k + over >= n // 2:
+        if n <= 64:
             u, s, vt = np.linalg.svd(a.astype(np.float64), full_matrices=False)
             u, s, vt = u[:, :k], s[:k], vt[:k]
+        elif k + over >= n // 2:
+            x = a.astype(np.float64)
+            tall = h >= w
+            lam, vecs = np.linalg.eigh(x.T @ x if tall else x @ x.T)
+            lam, vecs = lam[::-1][:k], vecs[:, ::-1][:, :k]
+            s = np.sqrt(np.clip(lam, 0, None))
+            inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > s[0] * 1e-7)
+            if tall:
+                vt = vecs.T
+                u = (x @ vecs) * inv
+            else:
+                u = vecs
+                vt = (vecs.T @ x) * inv[:, None]
         else:
             x = a.astype(np.float32)
             rng = np.random.default_rng(0x5D1C)

@@ -80,8 +80,8 @@ class PlaneScorer:
 
     The reference's local statistics are computed once; each call then costs
     three box filters. The arithmetic follows scikit-image's
-    ``structural_similarity`` operation for operation, so the values agree
-    with :func:`ssim` to rounding (a test checks this).
+    ``structural_similarity``, so the values agree with :func:`ssim` to
+    rounding (a test checks this).
     """
 
     def __init__(self, reference: np.ndarray, metric: str):
@@ -97,6 +97,9 @@ class PlaneScorer:
             self.ux = uniform_filter(self.ref, size=self.win)
             uxx = uniform_filter(self.ref * self.ref, size=self.win)
             self.vx = self.cov_norm * (uxx - self.ux * self.ux)
+            c1 = (_K1 * DATA_RANGE) ** 2
+            self.b1_x = self.ux**2 + c1  # parts of B1 and B2 that depend on the reference only
+            self.b2_x = self.vx + (_K2 * DATA_RANGE) ** 2
 
     def __call__(self, decoded: np.ndarray) -> float:
         im2 = np.asarray(decoded, dtype=np.float64)
@@ -112,7 +115,10 @@ class PlaneScorer:
         vxy = self.cov_norm * (uxy - ux * uy)
         c1 = (_K1 * DATA_RANGE) ** 2
         c2 = (_K2 * DATA_RANGE) ** 2
-        a1, a2, b1, b2 = 2 * ux * uy + c1, 2 * vxy + c2, ux**2 + uy**2 + c1, vx + vy + c2
+        # scikit-image's expressions, with the terms that depend on the
+        # reference alone computed once (so sums are grouped differently:
+        # the values agree to rounding, not bit for bit).
+        a1, a2, b1, b2 = 2 * ux * uy + c1, 2 * vxy + c2, self.b1_x + uy**2, self.b2_x + vy
         s = (a1 * a2) / (b1 * b2)
         pad = (win - 1) // 2
         return float(s[pad : s.shape[0] - pad, pad : s.shape[1] - pad].mean(dtype=np.float64))

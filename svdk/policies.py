@@ -7,8 +7,10 @@ registry under a name. Built in:
     the ranks given (one number expands to all planes; in ycbcr mode the
     chroma planes get :data:`~svdk.CHROMA_RANK_FRACTION` of it).
 ``energy``
-    per plane, the smallest rank that keeps a fraction of the spectral energy
-    ``sum(s_i**2)`` of the plane (mean included).
+    the smallest rank that keeps a fraction of the spectral energy
+    ``sum(s_i**2)`` of a plane (its mean included), per plane in rgb mode,
+    on luma in ycbcr mode (chroma ranks follow the luma rank as in ``fixed``:
+    the energy of a chroma plane is almost all in its mean of about 128).
 ``quality``
     the smallest ranks whose *decoded* planes reach a target SSIM or PSNR,
     measured on the quantized, 8-bit-rounded reconstruction against the
@@ -28,6 +30,7 @@ Register more with :func:`register`.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -172,7 +175,8 @@ def fixed(session, target) -> RankChoice:
 @register("energy")
 def energy(session, fraction) -> RankChoice:
     ranks = []
-    for plane in session.planes:
+    for i in searched_planes(session):
+        plane = session.planes[i]
         total = float(np.sum(plane.data.astype(np.float64) ** 2))
         k = min(16, plane.max_rank)
         while True:
@@ -183,8 +187,12 @@ def energy(session, fraction) -> RankChoice:
                 ranks.append(int(hit[0]) + 1 if hit.size else k)
                 break
             k = min(2 * k, plane.max_rank)
-    ranks = tuple(ranks)
-    return RankChoice(ranks, f"smallest ranks keeping {fraction:g} of the spectral energy: {_fmt(session, ranks)}")
+    ranks = tuple(ranks) if session.mode == "rgb" else session.family(ranks[0])
+    where = "luma" if session.mode == "ycbcr" else "each plane"
+    return RankChoice(
+        ranks,
+        f"smallest ranks keeping {fraction:g} of the spectral energy of {where}: {_fmt(session, ranks)}",
+    )
 
 
 def searched_planes(session) -> list[int]:
@@ -211,7 +219,14 @@ def plane_score(session, i: int, metric: str):
 
 
 def search_rank(score: Callable[[int], float], target: float, max_rank: int, start: int = 16):
-    """Smallest ``k`` in [1, max_rank] with ``score(k) >= target``, by doubling then bisection.
+    """Smallest ``k`` in [1, max_rank] with ``score(k) >= target``.
+
+    The rank grows fourfold until the target is met; then the bracket
+    ``(lo, hi]`` shrinks by interpolating the score linearly in ``log k``,
+    falling back to bisection whenever interpolation fails to halve the
+    bracket, until ``hi - lo == 1``. It assumes the score grows with ``k``
+    (it does, up to quantization noise) and always returns a ``k`` that was
+    measured to meet the target, with ``k - 1`` measured not to.
 
     Returns ``(k, score(k))``; raises :class:`OptionError` when even
     ``max_rank`` misses the target.
@@ -230,14 +245,25 @@ def search_rank(score: Callable[[int], float], target: float, max_rank: int, sta
             raise OptionError(
                 f"the target cannot be reached: the best is {seen[k]:.4f} at the full rank {max_rank}"
             )
-        k = min(2 * k, max_rank)
+        k = min(4 * k, max_rank)
     hi = k
+    bisect = False
     while hi - lo > 1:
-        mid = (lo + hi) // 2
+        width = hi - lo
+        if bisect or lo == 0:
+            mid = (lo + hi) // 2
+        else:
+            f_lo, f_hi = seen[lo], seen[hi]
+            frac = (target - f_lo) / (f_hi - f_lo) if f_hi > f_lo else 0.5
+            # quality grows roughly linearly in log(k)
+            guess = math.exp(math.log(lo) + frac * (math.log(hi) - math.log(lo)))
+            mid = min(hi - 1, max(lo + 1, int(round(guess))))
         if ok(mid):
             hi = mid
         else:
             lo = mid
+        # interpolate again only while it keeps halving the bracket
+        bisect = not bisect and (hi - lo) > width // 2
     return hi, seen[hi]
 
 

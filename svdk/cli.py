@@ -1,0 +1,276 @@
+"""The ``svdk`` command line: compress, decompress, info, compare.
+
+Every command takes many inputs, reports one line (or one JSON record with
+``--json``) per file, keeps going when a file fails, and exits with status 1
+if any failed (2 for a bad command line). Errors are one line on stderr;
+set ``SVDK_DEBUG=1`` to see Python tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from tqdm import tqdm
+
+__all__ = ["main"]
+
+
+def _ranks(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 64,16,16; got {text!r}")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer; got {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
+    return value
+
+
+def _codec_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("rank choice (one of; default --quality ssim:0.90)")
+    x = g.add_mutually_exclusive_group()
+    x.add_argument("--rank", type=int, metavar="K", help="one rank (luma in ycbcr; chroma gets a quarter)")
+    x.add_argument("--ranks", type=_ranks, metavar="A,B,C", help="one rank per plane: Y,Cb,Cr or R,G,B")
+    x.add_argument("--quality", metavar="ssim:T|psnr:DB", help="smallest ranks reaching this quality")
+    x.add_argument("--size", metavar="BYTES", help="best quality within a byte budget, e.g. 30KB")
+    x.add_argument("--energy", type=float, metavar="F", help="keep this fraction of spectral energy")
+    o = p.add_argument_group("coding")
+    o.add_argument("--mode", choices=("ycbcr", "rgb"), default="ycbcr", help="colour planes (default ycbcr)")
+    o.add_argument(
+        "--subsampling", choices=("4:2:0", "4:4:4"), default="4:2:0", help="chroma subsampling in ycbcr mode"
+    )
+    o.add_argument("--qstep", type=float, metavar="STEP", help="quantization step of the factors (default: per plane)")
+
+
+def _options(args) -> dict:
+    return dict(
+        mode=args.mode,
+        subsampling=args.subsampling,
+        rank=args.rank,
+        ranks=args.ranks,
+        quality=args.quality,
+        size=args.size,
+        energy=args.energy,
+        qstep=args.qstep,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="svdk",
+        description="Image compression by truncated SVD, measured against PNG, JPEG and WebP.",
+        epilog="Inputs may be image paths or example:NAME (astronaut, coffee, chelsea, camera, ...).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("compress", help="images -> .svdk files", description="Compress images to .svdk files.")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="images to compress")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("-o", "--output", metavar="OUT", help="output file (one input only)")
+    out.add_argument("--out-dir", metavar="DIR", help="folder for the outputs (default: beside each input)")
+    _codec_options(p)
+    p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--json", action="store_true", help="print one JSON record per file")
+
+    p = sub.add_parser("decompress", help=".svdk files -> images", description="Decode .svdk files to images.")
+    p.add_argument("inputs", nargs="+", metavar="IN.svdk")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("-o", "--output", metavar="OUT.png", help="output image (one input only)")
+    out.add_argument("--out-dir", metavar="DIR", help="folder for the outputs (default: beside each input)")
+    p.add_argument("--max-rank", type=_positive, metavar="J", help="decode only the first J components")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
+
+    p = sub.add_parser("info", help="show .svdk headers", description="Show the header of .svdk files.")
+    p.add_argument("inputs", nargs="+", metavar="FILE.svdk")
+    p.add_argument("--json", action="store_true", help="print one JSON record per file")
+
+    p = sub.add_parser(
+        "compare",
+        help="svdk vs PNG, JPEG, WebP",
+        description="Compress with svdk and compare with PNG, and JPEG/WebP/AVIF at the same size "
+        "and at the same SSIM.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="IMAGE")
+    _codec_options(p)
+    p.add_argument("--json", action="store_true", help="print one JSON record per file")
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+class _Failure(Exception):
+    pass
+
+
+def _target(src: str, args, suffix: str) -> Path:
+    if args.output:
+        dst = Path(args.output)
+    else:
+        name = Path(src.split(":", 1)[1] if src.startswith("example:") else src).stem + suffix
+        dst = Path(args.out_dir) / name if args.out_dir else (
+            Path(name) if src.startswith("example:") else Path(src).with_suffix(suffix)
+        )
+    if not src.startswith("example:") and Path(src).exists() and dst.exists() and dst.samefile(src):
+        what = "an .svdk file: use 'svdk decompress'" if suffix == ".svdk" else "the input"
+        raise _Failure(f"the output {dst} would overwrite {what}")
+    if dst.exists() and not args.force:
+        raise _Failure(f"{dst} exists; use --force to overwrite it")
+    if not dst.parent.is_dir():
+        raise _Failure(f"the output folder {dst.parent} does not exist")
+    return dst
+
+
+def _fmt_num(x, spec, none="-") -> str:
+    if x is None:
+        return none
+    if x == float("inf"):
+        return "inf"
+    return format(x, spec)
+
+
+def _cmd_compress(src: str, args, emit) -> None:
+    import svdk
+    from .compare import measure, record, Row
+
+    dst = _target(src, args, ".svdk")
+    enc = svdk.compress_file(src, dst, **_options(args))
+    p, s = measure(svdk.load_image(src).merged(), svdk.decompress(enc.data))
+    rec = {"input": src, "output": str(dst), **record(enc, Row("svdk", "-", None, enc.nbytes, enc.bpp, p, s))}
+    if args.json:
+        emit(json.dumps(rec))
+    else:
+        ranks = " ".join(f"{k}={v}" for k, v in rec["ranks"].items())
+        emit(
+            f"{src} -> {dst}: {enc.nbytes} bytes, {enc.bpp:.3f} bpp, PSNR {_fmt_num(p, '.2f')} dB, "
+            f"SSIM {_fmt_num(s, '.4f')}, ranks {ranks} ({enc.policy}), {enc.seconds:.2f} s"
+        )
+
+
+def _cmd_decompress(src: str, args, emit) -> None:
+    import svdk
+
+    dst = _target(src, args, ".png")
+    t0 = time.perf_counter()
+    image = svdk.decompress_file(src, dst, max_rank=args.max_rank)
+    emit(f"{src} -> {dst}: {image.shape[1]}x{image.shape[0]}, {time.perf_counter() - t0:.2f} s")
+
+
+def _cmd_info(src: str, args, emit) -> None:
+    import svdk
+
+    rec = {"input": src, **svdk.info(src)}
+    if args.json:
+        emit(json.dumps(rec))
+        return
+    ranks = ", ".join(map(str, rec["ranks"]))
+    steps = ", ".join(f"{q:.4g}" for q in rec["qsteps"])
+    emit(
+        f"{src}: svdk {rec['version']}, {rec['width']}x{rec['height']} {rec['mode']}"
+        f"{' ' + rec['subsampling'] if rec['subsampling'] else ''}{' +alpha' if rec['alpha'] else ''}\n"
+        f"  ranks {ranks}; steps {steps}; {rec['coder']} ({rec['predictor']} predictor)\n"
+        f"  {rec['bytes']} bytes (header {rec['header_bytes']}, payload {rec['payload_bytes']}, CRC 4), "
+        f"{rec['bpp']:.3f} bpp"
+    )
+
+
+def _cmd_compare(src: str, args, emit) -> None:
+    from .compare import compare
+
+    cmp = compare(src, **_options(args))
+    if args.json:
+        emit(json.dumps({"input": src, **cmp.to_dict()}))
+        return
+    enc = cmp.encoded
+    names = {"gray": ("gray",), "rgb": ("R", "G", "B"), "ycbcr": ("Y", "Cb", "Cr")}[enc.mode]
+    ranks = " ".join(f"{n}={k}" for n, k in zip(names, enc.ranks))
+    lines = [f"{src}: {cmp.width}x{cmp.height}, svdk {enc.mode} ranks {ranks} ({enc.policy})"]
+    lines.append(f"  {'codec':6} {'match':10} {'quality':>7} {'bytes':>9} {'bpp':>7} {'PSNR dB':>8} {'SSIM':>7}")
+    for r in cmp.rows:
+        lines.append(
+            f"  {r.codec:6} {r.match:10} {_fmt_num(r.quality, 'd'):>7} {_fmt_num(r.bytes, 'd'):>9} "
+            f"{_fmt_num(r.bpp, '.3f'):>7} {_fmt_num(r.psnr, '.2f'):>8} {_fmt_num(r.ssim, '.4f'):>7}"
+            + (f"  ({r.note})" if r.note and r.codec != "svdk" else "")
+        )
+    emit("\n".join(lines))
+
+
+_COMMANDS = {
+    "compress": _cmd_compress,
+    "decompress": _cmd_decompress,
+    "info": _cmd_info,
+    "compare": _cmd_compare,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "output", None) and len(args.inputs) > 1:
+        parser.error("-o/--output takes one input; use --out-dir for several")
+    if getattr(args, "out_dir", None) and not Path(args.out_dir).is_dir():
+        parser.error(f"--out-dir {args.out_dir} is not a folder")
+    debug = bool(os.environ.get("SVDK_DEBUG"))
+    command = _COMMANDS[args.command]
+    failed = 0
+    bar = tqdm(args.inputs, disable=len(args.inputs) < 2 or None, file=sys.stderr, unit="file")
+
+    def emit(text: str) -> None:
+        tqdm.write(text, file=sys.stdout)
+
+    from ._errors import SvdkError, SvdkWarning
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        tqdm.write(f"svdk: note: {message}", file=sys.stderr)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", SvdkWarning)
+            warnings.showwarning = show_warning
+            for src in bar:
+                try:
+                    command(src, args, emit)
+                except (SvdkError, _Failure, OSError) as exc:
+                    failed += 1
+                    msg = str(exc)
+                    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+                        msg = f"{exc.filename}: {exc.strerror}"
+                    if src not in msg:
+                        msg = f"{src}: {msg}"
+                    tqdm.write(f"svdk: error: {msg}", file=sys.stderr)
+                    if debug:
+                        raise
+                except Exception as exc:  # never a traceback for a user
+                    if debug:
+                        raise
+                    failed += 1
+                    tqdm.write(
+                        f"svdk: error: {src}: internal error ({type(exc).__name__}: {exc}); "
+                        "please report it (SVDK_DEBUG=1 shows the traceback)",
+                        file=sys.stderr,
+                    )
+    except KeyboardInterrupt:
+        tqdm.write("svdk: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    if failed and len(args.inputs) > 1:
+        tqdm.write(f"svdk: {failed} of {len(args.inputs)} files failed", file=sys.stderr)
+    return 1 if failed else 0
