@@ -128,6 +128,17 @@ def compress_file(src: ImageLike, dst: str | os.PathLike, **options) -> Encoded:
     return result
 
 
+_OUTPUT_FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".bmp": "BMP",
+}
+
+
 def decompress_file(
     src: str | os.PathLike, dst: str | os.PathLike, *, max_rank: int | None = None
 ) -> np.ndarray:
@@ -135,10 +146,13 @@ def decompress_file(
     from PIL import Image
     import io
 
-    image = decode(_read(src), max_rank=max_rank)
     dst = Path(dst)
-    fmt_name = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
-                ".bmp": "BMP"}.get(dst.suffix.lower(), "PNG")
+    fmt_name = _OUTPUT_FORMATS.get(dst.suffix.lower())
+    if fmt_name is None:
+        raise OptionError(
+            f"cannot tell the image format from {dst.name!r}; use one of: {', '.join(_OUTPUT_FORMATS)}"
+        )
+    image = decode(_read(src), max_rank=max_rank)
     if fmt_name in ("JPEG", "BMP") and image.ndim == 3 and image.shape[2] in (2, 4):
         raise OptionError(f"{dst.suffix} cannot hold alpha; write a .png instead")
     buf = io.BytesIO()

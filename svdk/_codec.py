@@ -23,6 +23,9 @@ __all__ = ["Encoded", "encode", "decode", "CHROMA_RANK_FRACTION"]
 #: In ycbcr mode, a chroma rank is this fraction of the luma rank unless the
 #: ranks are given one by one.
 CHROMA_RANK_FRACTION = 0.25
+#: In the tiled ycbcr layout, chroma keeps the components above this
+#: fraction of the luma threshold.
+CHROMA_TAU_FRACTION = 0.5
 #: Default quantization step, relative to the scale of the smallest kept
 #: component (see :func:`auto_step`).
 STEP_FACTOR = 0.5
@@ -128,6 +131,15 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
 # truncated SVD
 
 
+def _oversampling(k: int) -> int:
+    return k // 2 + 8
+
+
+def _exact_svd(k: int, n: int) -> bool:
+    """Whether rank ``k`` of an ``n``-wide plane uses the exact decomposition."""
+    return n <= 64 or k + _oversampling(k) >= n // 2
+
+
 def _svd(a: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The leading ``k`` singular triplets of ``a``, with fixed signs.
 
@@ -141,12 +153,12 @@ def _svd(a: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
     h, w = a.shape
     n = min(h, w)
-    over = k // 2 + 8
+    over = _oversampling(k)
     with _one_thread():
         if n <= 64:
             u, s, vt = np.linalg.svd(a.astype(np.float64), full_matrices=False)
             u, s, vt = u[:, :k], s[:k], vt[:k]
-        elif k + over >= n // 2:
+        elif _exact_svd(k, n):
             x = a.astype(np.float64)
             tall = h >= w
             lam, vecs = np.linalg.eigh(x.T @ x if tall else x @ x.T)
@@ -193,29 +205,48 @@ def step_code(step: float) -> int:
 
 
 class Plane:
-    """One coded plane: its pixels, its SVD (grown on demand) and helpers."""
+    """One coded plane: its pixels, its SVD and helpers.
+
+    The factors used for rank ``k`` depend on ``k`` alone, never on which
+    ranks were tried before: they are the leading ``k`` triplets of the SVD
+    computed for ``k``'s bucket (the next power of two from 16; or the exact
+    decomposition once the randomized one would not save time). So a search
+    that settles on ``k`` writes the same file as asking for ``k`` directly.
+    """
+
+    search_start = 16
 
     def __init__(self, data: np.ndarray, qstep: float | None = None):
         self.data = data
         self.shape = data.shape
         self.max_rank = min(self.shape)
         self.qstep = qstep
-        self._u = self._s = self._vt = None
+        self._svds: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self.svd_seconds = 0.0
 
-    @property
-    def computed_rank(self) -> int:
-        return 0 if self._s is None else len(self._s)
+    def candidates(self) -> np.ndarray:
+        """The ranks a search may choose: all of them."""
+        return np.arange(1, self.max_rank + 1)
 
-    def ensure(self, k: int) -> None:
-        if k > self.computed_rank:
+    @property
+    def energy_total(self) -> float:
+        return float(np.sum(self.data.astype(np.float64) ** 2))
+
+    def _bucket(self, k: int) -> int:
+        b = max(16, 1 << (int(k) - 1).bit_length())
+        return self.max_rank if _exact_svd(b, self.max_rank) else b
+
+    def _factors(self, k: int):
+        b = self._bucket(k)
+        if b not in self._svds:
             t0 = time.perf_counter()
-            self._u, self._s, self._vt = _svd(self.data, k)
+            self._svds[b] = _svd(self.data, min(b, self.max_rank))
             self.svd_seconds += time.perf_counter() - t0
+        u, s, vt = self._svds[b]
+        return u[:, :k], s[:k], vt[:k]
 
     def singular_values(self, k: int) -> np.ndarray:
-        self.ensure(k)
-        return self._s[:k]
+        return self._factors(k)[1]
 
     def step_code(self, k: int) -> int:
         if self.qstep is not None:
@@ -224,12 +255,12 @@ class Plane:
 
     def quantize(self, k: int) -> tuple[np.ndarray, np.ndarray, int]:
         """Integer factors ``(A, B)`` for rank ``k`` and their step code."""
-        self.ensure(k)
+        u, s, vt = self._factors(k)
         code = self.step_code(k)
         step = code / 256.0
-        root = np.sqrt(self._s[:k])
-        a = np.rint(self._u[:, :k].T * (root[:, None] / step)).astype(np.int64)
-        b = np.rint(self._vt[:k] * (root[:, None] / step)).astype(np.int64)
+        root = np.sqrt(s)
+        a = np.rint(u.T * (root[:, None] / step)).astype(np.int64)
+        b = np.rint(vt * (root[:, None] / step)).astype(np.int64)
         return a, b, code
 
     def reconstruct(self, k: int) -> np.ndarray:
@@ -265,6 +296,8 @@ class Encoded:
     evaluations: int = 0
     seconds: float = 0.0
     alpha: bool = False
+    layout: str = "global"  # in the tiled layout, ranks count components per plane
+    tile: int = 0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -284,13 +317,26 @@ class Encoded:
 class Session:
     """Everything a rank policy needs to know about one image being encoded."""
 
-    def __init__(self, pixels: Pixels, mode: str, subsampled: bool, qstep: float | None):
+    def __init__(
+        self, pixels: Pixels, mode: str, subsampled: bool, qstep: float | None, tile: int | None = None
+    ):
         self.pixels = pixels
         self.mode = mode
         self.subsampled = subsampled
+        self.tile = tile
         self.height, self.width = pixels.height, pixels.width
-        self.planes = [Plane(p, qstep) for p in to_planes(pixels.color, mode, subsampled)]
+        data = to_planes(pixels.color, mode, subsampled)
+        if tile:
+            from ._tiled import TiledPlane
+
+            self.planes = [TiledPlane(p, tile) for p in data]
+        else:
+            self.planes = [Plane(p, qstep) for p in data]
         self.evaluations = 0
+
+    @property
+    def layout(self) -> str:
+        return "tiled" if self.tile else "global"
 
     @property
     def plane_names(self) -> tuple[str, ...]:
@@ -300,7 +346,16 @@ class Session:
         return tuple(p.max_rank for p in self.planes)
 
     def family(self, k: int) -> tuple[int, ...]:
-        """Ranks for all planes from one number: the policies' common scale."""
+        """Ranks for all planes from one number: the policies' common scale.
+
+        In the tiled layout the number is how many components luma keeps;
+        the other planes keep every component above the same threshold
+        (chroma: :data:`CHROMA_TAU_FRACTION` of it).
+        """
+        if self.tile:
+            tau = self.planes[0].tau(k)
+            scale = CHROMA_TAU_FRACTION if self.mode == "ycbcr" else 1.0
+            return (k, *(p.count_at(tau * scale) for p in self.planes[1:]))
         if self.mode == "gray":
             return (k,)
         if self.mode == "rgb":
@@ -324,11 +379,11 @@ class Session:
                 )
         return tuple(int(k) for k in ranks)
 
-    def pack(self, ranks: tuple[int, ...], predictor: str = "delta") -> bytes:
+    def pack(self, ranks: tuple[int, ...]) -> bytes:
         factors, codes = [], []
         for plane, k in zip(self.planes, ranks):
-            a, b, code = plane.quantize(k)
-            factors.append((a, b))
+            *data, code = plane.quantize(k)
+            factors.append(tuple(data))
             codes.append(code)
         return fmt.pack(
             width=self.width,
@@ -338,7 +393,10 @@ class Session:
             factors=factors,
             qsteps=codes,
             alpha=self.pixels.alpha,
-            predictor=predictor,
+            predictor="none" if self.tile else "delta",
+            coder="lzma" if self.tile else "zlib",
+            layout=self.layout,
+            tile=self.tile or 0,
         )
 
 
@@ -376,6 +434,8 @@ def encode(
     energy: float | None = None,
     policy: str | None = None,
     qstep: float | None = None,
+    tiled: bool = False,
+    tile_size: int | None = None,
 ) -> Encoded:
     """Compress ``image`` and report how; see :func:`svdk.compress` for options."""
     from . import policies
@@ -383,9 +443,24 @@ def encode(
     t0 = time.perf_counter()
     pixels = load_image(image)
     mode, subsampled, notes = resolve_mode(pixels, mode, subsampling)
-    if qstep is not None and not (1 / 256 <= float(qstep) <= 255):
-        raise OptionError(f"qstep must be in [1/256, 255]; got {qstep}")
-    session = Session(pixels, mode, subsampled, qstep)
+    if qstep is not None and (
+        isinstance(qstep, bool)
+        or not isinstance(qstep, (int, float, np.integer, np.floating))
+        or not 1 / 256 <= float(qstep) <= 255
+    ):
+        raise OptionError(f"qstep must be a number in [1/256, 255]; got {qstep!r}")
+    tile = None
+    if tiled or tile_size is not None:
+        from ._tiled import DEFAULT_TILE
+
+        tile = DEFAULT_TILE if tile_size is None else tile_size
+        if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or not (
+            fmt.MIN_TILE <= tile <= fmt.MAX_TILE
+        ):
+            raise OptionError(f"tile size must be an integer in [{fmt.MIN_TILE}, {fmt.MAX_TILE}]; got {tile!r}")
+        if qstep is not None:
+            raise OptionError("qstep applies to the global layout; the tiled layout sets its steps itself")
+    session = Session(pixels, mode, subsampled, qstep, tile)
     name, target = policies.select(
         rank=rank, ranks=ranks, quality=quality, size=size, energy=energy, policy=policy
     )
@@ -400,6 +475,8 @@ def encode(
         mode=mode,
         subsampled=subsampled,
         ranks=chosen,
+        layout=session.layout,
+        tile=session.tile or 0,
         policy=name,
         reason=choice.reason,
         evaluations=session.evaluations,
@@ -420,12 +497,20 @@ def encode(
 
 def decode(data: bytes | bytearray | memoryview, *, max_rank: int | None = None) -> np.ndarray:
     """Decode .svdk bytes to a uint8 image; see :func:`svdk.decompress`."""
-    if max_rank is not None and (not isinstance(max_rank, (int, np.integer)) or max_rank < 1):
+    if max_rank is not None and (
+        isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)) or max_rank < 1
+    ):
         raise OptionError(f"max_rank must be a positive integer; got {max_rank!r}")
     header, factors, alpha = fmt.unpack(data, max_rank=max_rank)
-    planes = [
-        reconstruct(a, b, rec.qstep) for (a, b), rec in zip(factors, header.planes)
-    ]
+    if header.layout == "global":
+        planes = [reconstruct(a, b, rec.qstep) for (a, b), rec in zip(factors, header.planes)]
+    else:
+        from ._tiled import decode_tiled_plane
+
+        planes = [
+            decode_tiled_plane(*f, rec.qstep, shape, header.tile, max_rank=max_rank)
+            for f, rec, shape in zip(factors, header.planes, header.shapes)
+        ]
     image = from_planes(planes, header.mode, header.height, header.width)
     if alpha is not None:
         if image.ndim == 2:

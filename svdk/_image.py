@@ -99,9 +99,18 @@ def _from_pil(im: Image.Image) -> Pixels:
         im = im.convert("RGB")
     elif mode in ("La", "RGBa"):
         im = im.convert(mode.upper())
-    elif mode.startswith("I;16") or mode == "I":
-        arr = np.asarray(im).astype(np.int64)
-        return _from_array(arr, notes=notes, assume_16bit=True)
+    elif mode.startswith("I;16"):
+        return _from_array(np.asarray(im).astype(np.uint16), notes=notes)
+    elif mode == "I":
+        arr = np.asarray(im)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise ImageError(
+                f"32-bit integer pixels in [{arr.min()}, {arr.max()}] are not supported; "
+                "use 8 or 16 bits per channel"
+            )
+        # 16-bit PNGs open as mode I; 8-bit data stored in mode I stays 8-bit
+        top = int(arr.max()) if arr.size else 0
+        return _from_array(arr.astype(np.uint16 if top > 255 else np.uint8), notes=notes)
     elif mode == "F":
         raise ImageError(
             "32-bit floating-point images are not supported; convert to 8 or 16 bits per channel"
@@ -111,7 +120,7 @@ def _from_pil(im: Image.Image) -> Pixels:
     return _from_array(np.asarray(im), notes=notes)
 
 
-def _from_array(arr: np.ndarray, *, notes: list[str] | None = None, assume_16bit: bool = False) -> Pixels:
+def _from_array(arr: np.ndarray, *, notes: list[str] | None = None) -> Pixels:
     notes = list(notes or [])
     arr = np.asarray(arr)
     if arr.ndim == 3 and arr.shape[2] == 1:
@@ -126,14 +135,16 @@ def _from_array(arr: np.ndarray, *, notes: list[str] | None = None, assume_16bit
         pass
     elif arr.dtype == bool:
         arr = arr.astype(np.uint8) * 255
-    elif arr.dtype == np.uint16 or assume_16bit:
+    elif arr.dtype == np.uint16:
         notes.append("reduced from 16 to 8 bits per channel")
         arr = np.clip(np.round(arr.astype(np.float64) * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
     elif np.issubdtype(arr.dtype, np.floating):
-        if not np.all(np.isfinite(arr)) or arr.min() < 0 or arr.max() > 1:
+        if not np.all(np.isfinite(arr)):
+            raise ImageError("a floating-point image must not hold NaN or infinite values")
+        if arr.min() < 0 or arr.max() > 1:
             raise ImageError(
                 "a floating-point image must hold finite values in [0, 1]; "
-                f"got values in [{np.nanmin(arr)}, {np.nanmax(arr)}]"
+                f"got values in [{arr.min()}, {arr.max()}]"
             )
         arr = np.round(arr * 255.0).astype(np.uint8)
     else:

@@ -110,8 +110,15 @@ def _bisect(codec: str, good: Callable[[int], bool]) -> int | None:
     return lo
 
 
+_LOOKAHEAD = 4
+
+
 def match_size(image: np.ndarray, codec: str, nbytes: int) -> Coded | None:
-    """The highest-quality ``codec`` file of at most ``nbytes`` (None: even the lowest is larger)."""
+    """The highest-quality ``codec`` file of at most ``nbytes`` (None: even the lowest is larger).
+
+    The quality is found by bisection, then the next four qualities are
+    tried too, since file sizes do not always grow with quality.
+    """
     cache: dict[int, Coded] = {}
 
     def fits(q):
@@ -119,7 +126,19 @@ def match_size(image: np.ndarray, codec: str, nbytes: int) -> Coded | None:
         return cache[q].nbytes <= nbytes
 
     q = _bisect(codec, fits)
-    return None if q is None else cache[q]
+    lowest = QUALITIES[codec][0]
+    # Sizes are not strictly monotone in quality (WebP and AVIF least of all):
+    # look a few steps past the bisection for a higher quality that still fits.
+    first = lowest if q is None else q + 1
+    for up in range(first, min(first - 1 + _LOOKAHEAD, QUALITIES[codec][1]) + 1):
+        if fits(up):
+            q = up
+    if q is None:
+        return None
+    for up in range(q + 1, min(q + _LOOKAHEAD, QUALITIES[codec][1]) + 1):
+        if fits(up):
+            q = up
+    return cache[q]
 
 
 def match_ssim(image: np.ndarray, codec: str, target: float) -> Coded | None:

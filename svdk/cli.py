@@ -46,6 +46,11 @@ def _codec_options(p: argparse.ArgumentParser) -> None:
     x.add_argument("--quality", metavar="ssim:T|psnr:DB", help="smallest ranks reaching this quality")
     x.add_argument("--size", metavar="BYTES", help="best quality within a byte budget, e.g. 30KB")
     x.add_argument("--energy", type=float, metavar="F", help="keep this fraction of spectral energy")
+    g.add_argument(
+        "--policy",
+        metavar="NAME",
+        help="rank policy for the target above, e.g. cnn (CNN prediction, checked) or cnn-only",
+    )
     o = p.add_argument_group("coding")
     o.add_argument("--mode", choices=("ycbcr", "rgb"), default="ycbcr", help="colour planes (default ycbcr)")
     o.add_argument(
@@ -63,6 +68,7 @@ def _options(args) -> dict:
         quality=args.quality,
         size=args.size,
         energy=args.energy,
+        policy=args.policy,
         qstep=args.qstep,
     )
 

@@ -35,12 +35,18 @@ offset  size  type   meaning
 17      1     u8     flags: bit 0 chroma subsampled 4:2:0 (ycbcr only),
                      bit 1 an alpha plane follows the factors; other bits 0
 18      1     u8     number of planes: 1 for gray, 3 otherwise
-19      1     u8     entropy coder of the payload: 0 zlib
+19      1     u8     entropy coder of the payload: 0 zlib, 1 LZMA2 (raw
+                     stream, filter options: preset 9, dictionary 8 MiB)
 20      1     u8     predictor: 0 none, 1 delta along each factor vector
-21      3     -      reserved, zero
+                     (global layout only; 0 for tiled)
+21      1     u8     layout: 0 global (one SVD per plane), 1 tiled (one SVD
+                     per tile, below)
+22      1     u8     tile size T: 0 for global; 4 to 64 for tiled
+23      1     -      reserved, zero
 24      4     u32    payload_length: bytes of the compressed payload
 28      8*n   -      one plane record per plane, in plane order:
-                     u16 rank k (1 <= k <= min(plane height, plane width)),
+                     u16 rank k: global 1 <= k <= min(plane height, plane
+                     width); tiled 0 <= k <= T, the largest tile rank,
                      u16 quantization step in units of 1/256 (>= 1),
                      u8 bytes per sample: 1, 2 or 4,
                      3 bytes reserved, zero
@@ -50,10 +56,20 @@ Plane sizes follow from the header: every plane is ``height x width``,
 except the Cb and Cr planes of a 4:2:0 file, which are
 ``ceil(height / 2) x ceil(width / 2)``.
 
-Payload
--------
-The payload is the zlib stream of the concatenation of, for each plane in
-order:
+Colour: ycbcr is JPEG's full-range BT.601 (``Y = 0.299 R + 0.587 G + 0.114 B``,
+``Cb = 128 - 0.168736 R - 0.331264 G + 0.5 B``,
+``Cr = 128 + 0.5 R - 0.418688 G - 0.081312 B``; the decoder applies the exact
+inverse matrix). A 4:2:0 chroma sample is the mean of a 2x2 block (an odd
+last row or column repeated); the decoder upsamples it bilinearly with
+weights 3/4 and 1/4 between the two nearest samples in each direction,
+repeating the edge samples, then crops to the image size. Decoded planes are
+converted to RGB in float32, rounded to the nearest integer and clipped to
+[0, 255].
+
+Payload (global layout)
+-----------------------
+The payload is the compressed stream of the concatenation of, for each plane
+in order:
 
 * the luma-side factor ``A``: ``k`` rows of ``plane height`` integers, then
 * the other factor ``B``: ``k`` rows of ``plane width`` integers,
@@ -73,6 +89,26 @@ value is zigzag-mapped to an unsigned integer (``0, -1, 1, -2, ...`` to
 is more than 1, the plane's samples are split into byte planes: all the
 least significant bytes of the plane first, then the next, and so on.
 
+Payload (tiled layout)
+----------------------
+A plane of ``h x w`` is cut into ``ceil(h / T) x ceil(w / T)`` tiles, row by
+row (the last ones padded by repeating the edge, cropped after decoding).
+For each plane in order, the stream holds:
+
+* the tile ranks, one byte per tile (each at most the plane's rank ``k``);
+* then, written like the global layout's integers (zigzag, ``bytes per
+  sample``, byte planes): the tile means, each predicted from the tile to
+  its left (the first of a row from the tile above) and stored as the
+  difference, followed by the ``A`` and then the ``B`` coefficients:
+  component-major, i.e. for ``i = 0 .. T - 1``, for each tile whose rank
+  exceeds ``i``, the ``T`` coefficients of its component ``i``.
+
+Tile ``t`` decodes to ``step * mean_t + (step * IDCT(A_t)).T @ (step *
+IDCT(B_t))``, with ``IDCT`` the orthonormal DCT-III along each coefficient
+vector (the inverse of the DCT-II applied by the encoder) and the means
+rebuilt from the differences. The alpha plane, if any, follows the planes
+as in the global layout.
+
 Readers check every field before they allocate anything sized by one: the
 magic, the version, the lengths against the real length of the data, the
 CRC, the dimensions against :data:`MAX_PIXELS`, the ranks against the plane
@@ -81,6 +117,7 @@ sizes, and the decompressed size against what the payload could hold.
 
 from __future__ import annotations
 
+import lzma
 import struct
 import zlib
 from dataclasses import dataclass
@@ -110,7 +147,11 @@ MAX_PIXELS = 89_478_485
 MODES = {0: "gray", 1: "rgb", 2: "ycbcr"}
 _MODE_CODES = {name: code for code, name in MODES.items()}
 _COLOUR_PLANES = {"gray": 1, "rgb": 3, "ycbcr": 3}
-CODERS = {0: "zlib"}
+CODERS = {0: "zlib", 1: "lzma"}
+LAYOUTS = {0: "global", 1: "tiled"}
+_LAYOUT_CODES = {name: code for code, name in LAYOUTS.items()}
+MIN_TILE, MAX_TILE = 4, 64
+_LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": 8 << 20}]
 _CODER_CODES = {name: code for code, name in CODERS.items()}
 PREDICTORS = {0: "none", 1: "delta"}
 _PREDICTOR_CODES = {name: code for code, name in PREDICTORS.items()}
@@ -118,12 +159,9 @@ _PREDICTOR_CODES = {name: code for code, name in PREDICTORS.items()}
 FLAG_SUBSAMPLED = 0x01
 FLAG_ALPHA = 0x02
 
-_FIXED = struct.Struct("<4sBBHIIBBBBB3sI")  # 28 bytes
+_FIXED = struct.Struct("<4sBBHIIBBBBBBBBI")  # 28 bytes
 _PLANE = struct.Struct("<HHB3s")  # 8 bytes
 _CRC = struct.Struct("<I")
-# zlib cannot expand data by more than about 1032:1; anything claiming more
-# than this is forged.
-_MAX_ZLIB_RATIO = 1100
 
 
 @dataclass(frozen=True)
@@ -155,6 +193,8 @@ class Header:
     planes: tuple[PlaneRecord, ...]
     header_length: int
     payload_length: int
+    layout: str = "global"
+    tile: int = 0
 
     @property
     def file_length(self) -> int:
@@ -169,12 +209,30 @@ class Header:
         return plane_shapes(self.width, self.height, self.mode, self.subsampled)
 
     def raw_length(self) -> int:
-        """Bytes of the decompressed payload that this header implies."""
+        """Bytes of the decompressed payload that this header implies.
+
+        Exact for the global layout; for the tiled layout the largest
+        possible (every tile at the plane's rank).
+        """
         total = 0
         for (h, w), rec in zip(self.shapes, self.planes):
-            total += rec.rank * (h + w) * rec.sample_bytes
+            if self.layout == "global":
+                total += rec.rank * (h + w) * rec.sample_bytes
+            else:
+                ty, tx = -(-h // self.tile), -(-w // self.tile)
+                total += ty * tx * (1 + (1 + 2 * rec.rank * self.tile) * rec.sample_bytes)
         if self.alpha:
             total += self.width * self.height
+        return total
+
+    def min_raw_length(self) -> int:
+        """The fewest bytes of decompressed payload this header allows."""
+        if self.layout == "global":
+            return self.raw_length()
+        total = self.width * self.height if self.alpha else 0
+        for h, w in self.shapes:
+            ty, tx = -(-h // self.tile), -(-w // self.tile)
+            total += ty * tx * 2  # a rank byte and a one-byte mean per tile
         return total
 
 
@@ -211,12 +269,9 @@ def _sample_bytes(z: np.ndarray) -> int:
     )
 
 
-def _encode_plane(a: np.ndarray, b: np.ndarray, predictor: str) -> tuple[bytes, int]:
-    rows = [a, b]
-    if predictor == "delta":
-        rows = [np.diff(m, axis=1, prepend=0) if m.size else m for m in rows]
-    flat = np.concatenate([m.ravel() for m in rows])
-    z = _zigzag(flat)
+def _write_ints(values: np.ndarray) -> tuple[bytes, int]:
+    """Zigzag, the narrowest sample width, byte planes."""
+    z = _zigzag(values)
     nbytes = _sample_bytes(z)
     samples = z.astype({1: "<u1", 2: "<u2", 4: "<u4"}[nbytes])
     if nbytes == 1:
@@ -225,25 +280,91 @@ def _encode_plane(a: np.ndarray, b: np.ndarray, predictor: str) -> tuple[bytes, 
     return np.ascontiguousarray(planes).tobytes(), nbytes
 
 
+def _read_ints(raw: memoryview, count: int, nbytes: int) -> np.ndarray:
+    if len(raw) < count * nbytes:
+        raise FormatError("the payload ends inside a plane's data")
+    buf = np.frombuffer(raw, dtype=np.uint8, count=count * nbytes)
+    if nbytes == 1:
+        return _unzigzag(buf)
+    return _unzigzag(np.ascontiguousarray(buf.reshape(nbytes, count).T).view(f"<u{nbytes}").ravel())
+
+
+def _encode_plane(a: np.ndarray, b: np.ndarray, predictor: str) -> tuple[bytes, int]:
+    rows = [a, b]
+    if predictor == "delta":
+        rows = [np.diff(m, axis=1, prepend=0) if m.size else m for m in rows]
+    return _write_ints(np.concatenate([m.ravel() for m in rows]))
+
+
 def _decode_plane(
     raw: memoryview, shape: tuple[int, int], rec: PlaneRecord, predictor: str, keep: int
 ) -> tuple[np.ndarray, np.ndarray]:
     h, w = shape
     k = rec.rank
-    n = k * (h + w)
-    nbytes = rec.sample_bytes
-    buf = np.frombuffer(raw, dtype=np.uint8, count=n * nbytes)
-    if nbytes == 1:
-        z = buf
-    else:
-        z = np.ascontiguousarray(buf.reshape(nbytes, n).T).view(f"<u{nbytes}").ravel()
+    z = _read_ints(raw, k * (h + w), rec.sample_bytes)
     # Only the first `keep` components of each factor are needed.
-    a = _unzigzag(z[: k * h].reshape(k, h)[:keep])
-    b = _unzigzag(z[k * h : n].reshape(k, w)[:keep])
+    a = z[: k * h].reshape(k, h)[:keep]
+    b = z[k * h :].reshape(k, w)[:keep]
     if predictor == "delta":
         a = np.cumsum(a, axis=1)
         b = np.cumsum(b, axis=1)
     return a, b
+
+
+def _dc_residual(dc: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    d = dc.reshape(grid).copy()
+    d[:, 1:] -= dc.reshape(grid)[:, :-1]
+    d[1:, 0] -= dc.reshape(grid)[:-1, 0]
+    return d.ravel()
+
+
+def _dc_restore(d: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    m = d.reshape(grid).copy()
+    m[:, 0] = np.cumsum(m[:, 0])
+    return np.cumsum(m, axis=1).ravel()
+
+
+def _encode_tiled_plane(ranks, dc, a, b, grid) -> tuple[bytes, int]:
+    body, nbytes = _write_ints(np.concatenate([_dc_residual(dc, grid), a.ravel(), b.ravel()]))
+    return ranks.astype(np.uint8).tobytes() + body, nbytes
+
+
+def _decode_tiled_plane(raw: memoryview, grid, tile: int, rec: PlaneRecord):
+    n = grid[0] * grid[1]
+    if len(raw) < n:
+        raise FormatError("the payload ends inside a plane's tile ranks")
+    ranks = np.frombuffer(raw, dtype=np.uint8, count=n).astype(np.int64)
+    if ranks.size and int(ranks.max()) > rec.rank:
+        raise FormatError(f"a tile has rank {int(ranks.max())}; the header allows at most {rec.rank}")
+    total = int(ranks.sum()) * tile
+    z = _read_ints(raw[n:], n + 2 * total, rec.sample_bytes)
+    dc = _dc_restore(z[:n], grid)
+    used = n + (n + 2 * total) * rec.sample_bytes
+    return (ranks, dc, z[n : n + total], z[n + total :]), used
+
+
+def _compress(raw: bytes, coder: str, level: int) -> bytes:
+    if coder == "zlib":
+        return zlib.compress(raw, level)
+    return lzma.compress(raw, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
+
+
+def _decompress(payload: memoryview, coder: str, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes; the buffer grows with the data, not the header."""
+    try:
+        if coder == "zlib":
+            d = zlib.decompressobj()
+            raw = d.decompress(payload, limit + 1)
+        else:
+            d = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
+            raw = d.decompress(bytes(payload), limit + 1)
+    except (zlib.error, lzma.LZMAError) as exc:
+        raise FormatError(f"the payload is not a valid {coder} stream: {exc}") from None
+    if len(raw) > limit:
+        raise FormatError(f"the payload holds more than the {limit} bytes the header allows")
+    if not d.eof or d.unused_data:
+        raise FormatError(f"the payload's {coder} stream is incomplete or followed by other data")
+    return raw
 
 
 def pack(
@@ -252,39 +373,62 @@ def pack(
     height: int,
     mode: str,
     subsampled: bool,
-    factors: list[tuple[np.ndarray, np.ndarray]],
+    factors: list,
     qsteps: list[int],
     alpha: np.ndarray | None = None,
     predictor: str = "delta",
+    coder: str = "zlib",
     level: int = 6,
+    layout: str = "global",
+    tile: int = 0,
+    ranks: list[int] | None = None,
 ) -> bytes:
     """Write a complete .svdk file.
 
-    ``factors`` holds, per plane, the integer matrices ``A`` (k x rows) and
-    ``B`` (k x cols); ``qsteps`` the quantization steps in units of 1/256.
+    Global layout: ``factors`` holds, per plane, the integer matrices ``A``
+    (k x rows) and ``B`` (k x cols). Tiled layout: per plane, ``(tile ranks,
+    tile means, A coefficients, B coefficients)`` as integers, and ``tile``
+    the tile size. ``qsteps`` are the quantization steps in units of 1/256.
     """
     shapes = plane_shapes(width, height, mode, subsampled)
     if len(factors) != len(shapes) or len(qsteps) != len(shapes):
         raise FormatError(f"mode {mode!r} needs {len(shapes)} planes; got {len(factors)}")
+    if layout == "tiled":
+        if not MIN_TILE <= tile <= MAX_TILE:
+            raise FormatError(f"tile size must be in [{MIN_TILE}, {MAX_TILE}]; got {tile}")
+        predictor = "none"
+    else:
+        tile = 0
     chunks = []
     records = []
-    for (h, w), (a, b), q in zip(shapes, factors, qsteps):
-        if a.shape[0] != b.shape[0] or a.shape[1] != h or b.shape[1] != w:
-            raise FormatError(
-                f"factor shapes {a.shape} and {b.shape} do not fit a {h}x{w} plane"
-            )
-        if not 1 <= a.shape[0] <= min(h, w, 0xFFFF) or not 1 <= q <= 0xFFFF:
-            raise FormatError(f"rank {a.shape[0]} or step {q} out of range")
-        data, nbytes = _encode_plane(a, b, predictor)
+    for (h, w), f, q in zip(shapes, factors, qsteps):
+        if layout == "global":
+            a, b = f
+            if a.shape[0] != b.shape[0] or a.shape[1] != h or b.shape[1] != w:
+                raise FormatError(f"factor shapes {a.shape} and {b.shape} do not fit a {h}x{w} plane")
+            rank = a.shape[0]
+            if not 1 <= rank <= min(h, w, 0xFFFF):
+                raise FormatError(f"rank {rank} out of range for a {h}x{w} plane")
+            data, nbytes = _encode_plane(a, b, predictor)
+        else:
+            tile_ranks, dc, a, b = f
+            grid = (-(-h // tile), -(-w // tile))
+            rank = int(tile_ranks.max()) if tile_ranks.size else 0
+            count = tile * int(tile_ranks.sum())
+            if tile_ranks.shape != (grid[0] * grid[1],) or rank > tile or not a.size == b.size == count:
+                raise FormatError("tile data do not fit the plane")
+            data, nbytes = _encode_tiled_plane(tile_ranks, dc, a, b, grid)
+        if not 1 <= q <= 0xFFFF:
+            raise FormatError(f"quantization step code {q} out of range")
         chunks.append(data)
-        records.append(_PLANE.pack(a.shape[0], q, nbytes, b"\0\0\0"))
+        records.append(_PLANE.pack(rank, q, nbytes, b"\0\0\0"))
     flags = FLAG_SUBSAMPLED if subsampled else 0
     if alpha is not None:
         if alpha.shape != (height, width) or alpha.dtype != np.uint8:
             raise FormatError("the alpha plane must be uint8 and the size of the image")
         flags |= FLAG_ALPHA
         chunks.append(np.ascontiguousarray(alpha).tobytes())
-    payload = zlib.compress(b"".join(chunks), level)
+    payload = _compress(b"".join(chunks), coder, level)
     header_length = _FIXED.size + _PLANE.size * len(shapes)
     head = _FIXED.pack(
         MAGIC,
@@ -296,9 +440,11 @@ def pack(
         _MODE_CODES[mode],
         flags,
         len(shapes),
-        _CODER_CODES["zlib"],
+        _CODER_CODES[coder],
         _PREDICTOR_CODES[predictor],
-        b"\0\0\0",
+        _LAYOUT_CODES[layout],
+        tile,
+        0,
         len(payload),
     ) + b"".join(records)
     body = head + payload
@@ -339,6 +485,8 @@ def read_header(data: bytes | bytearray | memoryview) -> Header:
         nplanes,
         coder_code,
         predictor_code,
+        layout_code,
+        tile,
         reserved,
         payload_length,
     ) = _FIXED.unpack_from(view, 0)
@@ -358,7 +506,16 @@ def read_header(data: bytes | bytearray | memoryview) -> Header:
         raise FormatError(f"unknown entropy coder code {coder_code}")
     if predictor_code not in PREDICTORS:
         raise FormatError(f"unknown predictor code {predictor_code}")
-    if minor == VERSION[1] and reserved != b"\0\0\0":
+    if layout_code not in LAYOUTS:
+        raise FormatError(f"unknown layout code {layout_code}")
+    layout = LAYOUTS[layout_code]
+    if layout == "global" and tile != 0:
+        raise FormatError(f"a global-layout file must have tile size 0 (a reserved byte); got {tile}")
+    if layout == "tiled" and not MIN_TILE <= tile <= MAX_TILE:
+        raise FormatError(f"tile size {tile} is outside [{MIN_TILE}, {MAX_TILE}]")
+    if layout == "tiled" and predictor_code != 0:
+        raise FormatError("the tiled layout has no predictor; the header sets one")
+    if minor == VERSION[1] and reserved != 0:
         raise FormatError("reserved header bytes are not zero")
     expected = header_length + payload_length + _CRC.size
     if expected != size:
@@ -380,10 +537,12 @@ def read_header(data: bytes | bytearray | memoryview) -> Header:
     records = []
     for i, (h, w) in enumerate(shapes):
         rank, qstep, nbytes, res = _PLANE.unpack_from(view, _FIXED.size + _PLANE.size * i)
-        if not 1 <= rank <= min(h, w):
+        if layout == "global" and not 1 <= rank <= min(h, w):
             raise FormatError(
                 f"plane {i} has rank {rank}; a {h}x{w} plane allows 1 to {min(h, w)}"
             )
+        if layout == "tiled" and rank > tile:
+            raise FormatError(f"plane {i} has rank {rank}; tiles of {tile} pixels allow 0 to {tile}")
         if qstep < 1:
             raise FormatError(f"plane {i} has quantization step 0")
         if nbytes not in (1, 2, 4):
@@ -403,45 +562,49 @@ def read_header(data: bytes | bytearray | memoryview) -> Header:
         planes=tuple(records),
         header_length=header_length,
         payload_length=payload_length,
+        layout=layout,
+        tile=tile,
     )
-    if header.raw_length() > _MAX_ZLIB_RATIO * max(payload_length, 1):
+    if header.min_raw_length() > _MAX_RATIO[header.coder] * max(payload_length, 1):
         raise FormatError(
-            f"the header implies {header.raw_length()} bytes of factors, more than "
+            f"the header implies at least {header.min_raw_length()} bytes of data, more than "
             f"{payload_length} compressed bytes can hold"
         )
     return header
 
 
-def unpack(
-    data: bytes | bytearray | memoryview, *, max_rank: int | None = None
-) -> tuple[Header, list[tuple[np.ndarray, np.ndarray]], np.ndarray | None]:
-    """Read a .svdk file into its header, integer factors and alpha plane.
+# The most a compressed byte can expand to: zlib's limit is about 1032:1;
+# LZMA2's is far higher for degenerate input, so this bound is loose.
+_MAX_RATIO = {"zlib": 1100, "lzma": 1 << 16}
 
-    With ``max_rank``, only the first ``max_rank`` components of each plane
-    are returned.
+
+def unpack(data: bytes | bytearray | memoryview, *, max_rank: int | None = None):
+    """Read a .svdk file into its header, integer plane data and alpha plane.
+
+    Global layout: per plane ``(A, B)``, with ``max_rank`` keeping only the
+    first components. Tiled layout: per plane ``(tile ranks, tile means, A,
+    B)`` (``max_rank`` is applied by the decoder).
     """
     header = read_header(data)
     view = memoryview(data)
     payload = view[header.header_length : header.header_length + header.payload_length]
-    want = header.raw_length()
-    d = zlib.decompressobj()
-    try:
-        raw = d.decompress(payload, want + 1)
-    except zlib.error as exc:
-        raise FormatError(f"the payload is not a valid zlib stream: {exc}") from None
-    if len(raw) != want or not d.eof or d.unused_data:
-        raise FormatError(
-            f"the payload holds {len(raw)}{'+' if len(raw) > want else ''} bytes of factors; "
-            f"the header implies {want}"
-        )
-    raw = memoryview(raw)
-    factors = []
+    raw = memoryview(_decompress(payload, header.coder, header.raw_length()))
+    planes = []
     offset = 0
     for shape, rec in zip(header.shapes, header.planes):
-        keep = rec.rank if max_rank is None else min(rec.rank, max_rank)
-        factors.append(_decode_plane(raw[offset:], shape, rec, header.predictor, keep))
-        offset += rec.rank * (shape[0] + shape[1]) * rec.sample_bytes
+        if header.layout == "global":
+            keep = rec.rank if max_rank is None else min(rec.rank, max_rank)
+            planes.append(_decode_plane(raw[offset:], shape, rec, header.predictor, keep))
+            offset += rec.rank * (shape[0] + shape[1]) * rec.sample_bytes
+        else:
+            grid = (-(-shape[0] // header.tile), -(-shape[1] // header.tile))
+            plane, used = _decode_tiled_plane(raw[offset:], grid, header.tile, rec)
+            planes.append(plane)
+            offset += used
+    want = offset + (header.width * header.height if header.alpha else 0)
+    if len(raw) != want:
+        raise FormatError(f"the payload holds {len(raw)} bytes of data; the header and tile ranks imply {want}")
     alpha = None
     if header.alpha:
         alpha = np.frombuffer(raw[offset:], dtype=np.uint8).reshape(header.height, header.width)
-    return header, factors, alpha
+    return header, planes, alpha

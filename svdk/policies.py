@@ -106,7 +106,9 @@ _UNITS = {"": 1, "b": 1, "kb": 1000, "k": 1000, "kib": 1024, "mb": 1000**2, "mib
 
 def parse_size(value) -> int:
     """A byte budget: an int, or a string such as ``"30KB"``, ``"1.5MiB"``."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+    if isinstance(value, bool) or isinstance(value, (float, np.floating)):
+        raise OptionError(f"size must be a whole number of bytes or a string such as '30KB'; got {value!r}")
+    if isinstance(value, (int, np.integer)):
         n = int(value)
     else:
         m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(value))
@@ -116,6 +118,13 @@ def parse_size(value) -> int:
     if n < 1:
         raise OptionError(f"size must be at least 1 byte; got {value!r}")
     return n
+
+
+def _iterable(value):
+    try:
+        return list(value)
+    except TypeError:
+        return [value]
 
 
 def select(*, rank=None, ranks=None, quality=None, size=None, energy=None, policy=None):
@@ -132,18 +141,17 @@ def select(*, rank=None, ranks=None, quality=None, size=None, energy=None, polic
             raise OptionError(f"rank must be an integer; got {rank!r}")
         name, target = "fixed", int(rank)
     elif ranks is not None:
-        try:
-            target = tuple(int(k) for k in ranks)
-        except (TypeError, ValueError):
-            raise OptionError(f"ranks must be integers, one per plane; got {ranks!r}") from None
-        name = "fixed"
+        if isinstance(ranks, (str, bytes)) or not all(
+            isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in _iterable(ranks)
+        ):
+            raise OptionError(f"ranks must be integers, one per plane; got {ranks!r}")
+        name, target = "fixed", tuple(int(k) for k in ranks)
     elif size is not None:
         name, target = "size", parse_size(size)
     elif energy is not None:
-        try:
-            target = float(energy)
-        except (TypeError, ValueError):
-            raise OptionError(f"energy must be a number in (0, 1]; got {energy!r}") from None
+        if isinstance(energy, bool) or not isinstance(energy, (int, float, np.integer, np.floating)):
+            raise OptionError(f"energy must be a number in (0, 1]; got {energy!r}")
+        target = float(energy)
         if not 0 < target <= 1:
             raise OptionError(f"energy must be in (0, 1]; got {energy}")
         name = "energy"
@@ -161,6 +169,11 @@ DEFAULT_QUALITY = "ssim:0.90"
 
 @register("fixed")
 def fixed(session, target) -> RankChoice:
+    if session.tile:
+        raise OptionError(
+            "fixed ranks apply to the global layout; the tiled layout chooses a rank per tile "
+            "from a target: use quality, size or energy"
+        )
     if isinstance(target, int):
         top = session.planes[0].max_rank
         if not 1 <= target <= top:
@@ -177,8 +190,8 @@ def energy(session, fraction) -> RankChoice:
     ranks = []
     for i in searched_planes(session):
         plane = session.planes[i]
-        total = float(np.sum(plane.data.astype(np.float64) ** 2))
-        k = min(16, plane.max_rank)
+        total = plane.energy_total
+        k = min(plane.search_start, plane.max_rank)
         while True:
             s = plane.singular_values(k)
             kept = np.cumsum(s.astype(np.float64) ** 2)
@@ -186,8 +199,8 @@ def energy(session, fraction) -> RankChoice:
             if hit.size or k == plane.max_rank:
                 ranks.append(int(hit[0]) + 1 if hit.size else k)
                 break
-            k = min(2 * k, plane.max_rank)
-    ranks = tuple(ranks) if session.mode == "rgb" else session.family(ranks[0])
+            k = min(4 * k, plane.max_rank)
+    ranks = tuple(ranks) if session.mode == "rgb" and not session.tile else session.family(ranks[0])
     where = "luma" if session.mode == "ycbcr" else "each plane"
     return RankChoice(
         ranks,
@@ -197,7 +210,7 @@ def energy(session, fraction) -> RankChoice:
 
 def searched_planes(session) -> list[int]:
     """Planes whose quality the ``quality`` policy measures."""
-    return [0, 1, 2] if session.mode == "rgb" else [0]
+    return [0, 1, 2] if session.mode == "rgb" and not session.tile else [0]
 
 
 def plane_score(session, i: int, metric: str):
@@ -218,53 +231,62 @@ def plane_score(session, i: int, metric: str):
     return score
 
 
-def search_rank(score: Callable[[int], float], target: float, max_rank: int, start: int = 16):
-    """Smallest ``k`` in [1, max_rank] with ``score(k) >= target``.
+def search_rank(
+    score: Callable[[int], float],
+    target: float,
+    max_rank: int,
+    start: int = 16,
+    candidates: np.ndarray | None = None,
+):
+    """Smallest ``k`` among ``candidates`` (default 1 .. max_rank) with ``score(k) >= target``.
 
     The rank grows fourfold until the target is met; then the bracket
     ``(lo, hi]`` shrinks by interpolating the score linearly in ``log k``,
     falling back to bisection whenever interpolation fails to halve the
-    bracket, until ``hi - lo == 1``. It assumes the score grows with ``k``
-    (it does, up to quantization noise) and always returns a ``k`` that was
-    measured to meet the target, with ``k - 1`` measured not to.
+    bracket, until ``lo`` and ``hi`` are neighbours. It assumes the score
+    grows with ``k`` (it does, up to quantization noise) and returns a ``k``
+    measured to meet the target with the candidate below it measured not to.
 
-    Returns ``(k, score(k))``; raises :class:`OptionError` when even
-    ``max_rank`` misses the target.
+    Returns ``(k, score(k))``; raises :class:`OptionError` when even the
+    largest candidate misses the target.
     """
-    seen: dict[int, float] = {}
+    cand = np.arange(1, max_rank + 1) if candidates is None else np.asarray(candidates)
+    logs = np.log(cand)
+    seen: dict[int, float] = {}  # by index into cand
 
-    def ok(k):
-        if k not in seen:
-            seen[k] = score(k)
-        return seen[k] >= target
+    def ok(i):
+        if i not in seen:
+            seen[i] = score(int(cand[i]))
+        return seen[i] >= target
 
-    lo, k = 0, min(start, max_rank)
-    while not ok(k):
-        lo = k
-        if k == max_rank:
+    last = len(cand) - 1
+    lo, i = -1, min(int(np.searchsorted(cand, start)), last)
+    while not ok(i):
+        lo = i
+        if i == last:
             raise OptionError(
-                f"the target cannot be reached: the best is {seen[k]:.4f} at the full rank {max_rank}"
+                f"the target cannot be reached: the best is {seen[i]:.4f} at the full rank {int(cand[i])}"
             )
-        k = min(4 * k, max_rank)
-    hi = k
+        i = min(int(np.searchsorted(cand, 4 * cand[i])), last)
+    hi = i
     bisect = False
     while hi - lo > 1:
         width = hi - lo
-        if bisect or lo == 0:
+        if bisect or lo < 0:
             mid = (lo + hi) // 2
         else:
             f_lo, f_hi = seen[lo], seen[hi]
             frac = (target - f_lo) / (f_hi - f_lo) if f_hi > f_lo else 0.5
             # quality grows roughly linearly in log(k)
-            guess = math.exp(math.log(lo) + frac * (math.log(hi) - math.log(lo)))
-            mid = min(hi - 1, max(lo + 1, int(round(guess))))
+            guess = logs[lo] + frac * (logs[hi] - logs[lo])
+            mid = min(hi - 1, max(lo + 1, int(np.searchsorted(logs, guess))))
         if ok(mid):
             hi = mid
         else:
             lo = mid
         # interpolate again only while it keeps halving the bracket
         bisect = not bisect and (hi - lo) > width // 2
-    return hi, seen[hi]
+    return int(cand[hi]), seen[hi]
 
 
 @register("quality")
@@ -274,11 +296,14 @@ def quality(session, target) -> RankChoice:
     for i in searched_planes(session):
         score = plane_score(session, i, metric)
         try:
-            found[i] = search_rank(score, value, session.planes[i].max_rank)
+            plane = session.planes[i]
+            found[i] = search_rank(
+                score, value, plane.max_rank, start=plane.search_start, candidates=plane.candidates()
+            )
         except OptionError as exc:
             name = session.plane_names[i]
             raise OptionError(f"{metric} >= {value:g} on plane {name}: {exc}") from None
-    if session.mode == "rgb":
+    if session.mode == "rgb" and not session.tile:
         ranks = tuple(found[i][0] for i in range(3))
     else:
         ranks = session.family(found[0][0])
@@ -302,18 +327,19 @@ def size(session, budget: int) -> RankChoice:
         return len(packed[k])
 
     top = session.planes[0].max_rank
+    start = session.planes[0].search_start
     if nbytes(1) > budget:
         raise OptionError(
             f"the smallest .svdk file for this image (rank 1) takes {nbytes(1)} bytes; "
             f"the budget of {budget} bytes is below it"
         )
     # The largest k whose file fits: double, then bisect.
-    lo, k = 1, min(8, top)
+    lo, k = 1, min(start, top)
     while nbytes(k) <= budget:
         lo = k
         if k == top:
             break
-        k = min(2 * k, top)
+        k = min(4 * k, top)
     hi = k if nbytes(k) > budget else k + 1
     while hi - lo > 1:
         mid = (lo + hi) // 2

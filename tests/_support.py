@@ -1,0 +1,289 @@
+"""Shared helpers for the svdk tests: test images and an independent reading
+of the .svdk specification (the docstring of :mod:`svdk.format`).
+
+The reader and writer here are written from the specification, not from
+svdk's code, so that tests compare two implementations: one struct layout,
+CRC, zlib, byte planes, zigzag and delta coding, and a float64 decoder for
+the modes whose decoding the specification defines completely (gray, rgb
+and ycbcr 4:4:4; the 4:2:0 upsampling filter is not part of the spec).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+DATA = Path(__file__).parents[1].parent / "shared" / "data"
+KODAK = DATA / "kodak"
+_MISSING = (
+    "needs the Kodak images at {path}; put kodim01.png ... kodim24.png from the Kodak "
+    "Lossless True Color Image Suite (http://r0k.us/graphics/kodak/, mirrored in GitHub "
+    "coodie/quant under images/kodim) there, as described in ../shared/data/README.md"
+)
+
+
+# ----------------------------------------------------------------------------
+# images
+
+
+def smooth_image(height: int, width: int, channels: int = 3, *, seed: int = 0,
+                 noise: float = 12.0) -> np.ndarray:
+    """A uint8 gradient with some texture and noise: what photos look like to an SVD.
+
+    ``channels`` is 1 (returns ``(H, W)``), 2 (gray + alpha), 3 or 4 (RGBA);
+    any alpha channel is a non-constant ramp with a hole of 0 and a patch of 255.
+    """
+    rng = np.random.default_rng(seed)
+    y = np.linspace(0.0, 1.0, height)[:, None]
+    x = np.linspace(0.0, 1.0, width)[None, :]
+    colour = 1 if channels in (1, 2) else 3
+    planes = []
+    for c in range(colour):
+        base = 40 + 150 * (0.6 * y + 0.4 * x) + 30 * np.sin(6 * x + 2 * c) * np.cos(4 * y)
+        planes.append(base + rng.normal(0.0, noise, (height, width)))
+    if channels in (2, 4):
+        alpha = 255 * (0.3 + 0.7 * x * y) + np.zeros((height, width))
+        alpha[: height // 3, : width // 3] = 0
+        alpha[-(height // 4 or 1) :, -(width // 4 or 1) :] = 255
+        planes.append(alpha)
+    out = np.clip(np.rint(np.stack(planes, axis=-1)), 0, 255).astype(np.uint8)
+    return out[..., 0] if channels == 1 else out
+
+
+def kodak(name: str = "kodim05") -> np.ndarray:
+    """A Kodak image as a uint8 RGB array; skips the test when the data is missing."""
+    path = KODAK / f"{name}.png"
+    if not path.is_file():
+        pytest.skip(_MISSING.format(path=KODAK))
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def kodak_path(name: str = "kodim05") -> Path:
+    path = KODAK / f"{name}.png"
+    if not path.is_file():
+        pytest.skip(_MISSING.format(path=KODAK))
+    return path
+
+
+def png_bytes(array: np.ndarray, **kw) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, "PNG", **kw)
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------
+# the file format, from the specification
+
+FIXED = struct.Struct("<4sBBHIIBBBBB3sI")
+PLANE = struct.Struct("<HHB3s")
+CRC = struct.Struct("<I")
+MODE_PLANES = {0: 1, 1: 3, 2: 3}
+
+
+@dataclass
+class Plane:
+    rank: int
+    qstep: int  # units of 1/256
+    sample_bytes: int
+    reserved: bytes = b"\0\0\0"
+
+
+@dataclass
+class SvdkFile:
+    """Every field of an .svdk file, as the specification lays them out."""
+
+    magic: bytes
+    major: int
+    minor: int
+    header_length: int
+    width: int
+    height: int
+    mode: int
+    flags: int
+    nplanes: int
+    coder: int
+    predictor: int
+    reserved: bytes
+    payload_length: int
+    planes: list[Plane] = field(default_factory=list)
+    extra_header: bytes = b""  # header bytes after the plane records
+    payload: bytes = b""
+    crc: int = 0
+
+    @classmethod
+    def parse(cls, data: bytes) -> "SvdkFile":
+        fixed = FIXED.unpack_from(data, 0)
+        f = cls(*fixed)
+        f.planes = [Plane(*PLANE.unpack_from(data, FIXED.size + PLANE.size * i))
+                    for i in range(f.nplanes)]
+        end = FIXED.size + PLANE.size * f.nplanes
+        f.extra_header = bytes(data[end : f.header_length])
+        f.payload = bytes(data[f.header_length : f.header_length + f.payload_length])
+        (f.crc,) = CRC.unpack_from(data, len(data) - 4)
+        return f
+
+    def to_bytes(self, *, fix_lengths: bool = True, fix_crc: bool = True) -> bytes:
+        """Serialise; by default header_length, payload_length and the CRC follow the content."""
+        f = self
+        if fix_lengths:
+            f = replace(
+                self,
+                header_length=FIXED.size + PLANE.size * len(self.planes) + len(self.extra_header),
+                payload_length=len(self.payload),
+            )
+        head = FIXED.pack(f.magic, f.major, f.minor, f.header_length, f.width, f.height, f.mode,
+                          f.flags, f.nplanes, f.coder, f.predictor, f.reserved, f.payload_length)
+        head += b"".join(PLANE.pack(p.rank, p.qstep, p.sample_bytes, p.reserved) for p in f.planes)
+        body = head + f.extra_header + f.payload
+        crc = zlib.crc32(body) if fix_crc else f.crc
+        return body + CRC.pack(crc)
+
+    @property
+    def subsampled(self) -> bool:
+        return bool(self.flags & 1)
+
+    @property
+    def alpha(self) -> bool:
+        return bool(self.flags & 2)
+
+    def plane_shapes(self) -> list[tuple[int, int]]:
+        h, w = self.height, self.width
+        if self.mode == 0:
+            return [(h, w)]
+        if self.subsampled:
+            c = (-(-h // 2), -(-w // 2))
+            return [(h, w), c, c]
+        return [(h, w)] * 3
+
+    def image_shape(self) -> tuple[int, ...]:
+        channels = (1 if self.mode == 0 else 3) + (1 if self.alpha else 0)
+        return (self.height, self.width) if channels == 1 else (self.height, self.width, channels)
+
+    def raw(self) -> bytes:
+        return zlib.decompress(self.payload)
+
+    def with_raw(self, raw: bytes) -> "SvdkFile":
+        return replace(self, payload=zlib.compress(raw, 6))
+
+
+def forge(data: bytes, **changes) -> bytes:
+    """``data`` with header fields replaced; lengths kept as given, CRC recomputed."""
+    f = SvdkFile.parse(data)
+    plane_changes = changes.pop("plane0", None)
+    f = replace(f, **changes)
+    if plane_changes:
+        f.planes = [replace(f.planes[0], **plane_changes), *f.planes[1:]]
+    return f.to_bytes(fix_lengths=False)
+
+
+def _unzigzag(z: np.ndarray) -> np.ndarray:
+    z = z.astype(np.int64)
+    return np.where(z % 2 == 0, z // 2, -(z + 1) // 2)
+
+
+def factors(data: bytes) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The integer factors ``(A, B)`` of every plane, read per the specification."""
+    f = SvdkFile.parse(data)
+    raw = f.raw()
+    out, pos = [], 0
+    for (h, w), p in zip(f.plane_shapes(), f.planes):
+        n = p.rank * (h + w)
+        chunk = np.frombuffer(raw, np.uint8, n * p.sample_bytes, pos)
+        pos += n * p.sample_bytes
+        # byte planes: least significant bytes of every sample first
+        z = np.zeros(n, dtype=np.int64)
+        for b in range(p.sample_bytes):
+            z += chunk[b * n : (b + 1) * n].astype(np.int64) << (8 * b)
+        v = _unzigzag(z)
+        a = v[: p.rank * h].reshape(p.rank, h)
+        bmat = v[p.rank * h :].reshape(p.rank, w)
+        if f.predictor == 1:
+            a, bmat = np.cumsum(a, axis=1), np.cumsum(bmat, axis=1)
+        out.append((a, bmat))
+    return out
+
+
+def alpha_plane(data: bytes) -> np.ndarray | None:
+    f = SvdkFile.parse(data)
+    if not f.alpha:
+        return None
+    raw = f.raw()
+    return np.frombuffer(raw[len(raw) - f.width * f.height :], np.uint8).reshape(f.height, f.width)
+
+
+def reference_decode(data: bytes, max_rank: int | None = None) -> np.ndarray:
+    """Decode gray, rgb and ycbcr 4:4:4 files in float64, straight from the spec."""
+    f = SvdkFile.parse(data)
+    if f.subsampled:
+        raise NotImplementedError("the spec does not define the 4:2:0 upsampling filter")
+    planes = []
+    for (a, b), p in zip(factors(data), f.planes):
+        j = p.rank if max_rank is None else min(p.rank, max_rank)
+        step = p.qstep / 256.0
+        planes.append(step * step * (a[:j].T.astype(np.float64) @ b[:j].astype(np.float64)))
+    if f.mode == 0:
+        img = planes[0]
+    elif f.mode == 1:
+        img = np.stack(planes, axis=-1)
+    else:  # JPEG/JFIF full-range BT.601
+        y, cb, cr = planes[0], planes[1] - 128.0, planes[2] - 128.0
+        img = np.stack(
+            [y + 1.402 * cr, y - 0.344136286 * cb - 0.714136286 * cr, y + 1.772 * cb], axis=-1
+        )
+    img = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    alpha = alpha_plane(data)
+    if alpha is not None:
+        img = np.concatenate([img if img.ndim == 3 else img[..., None], alpha[..., None]], axis=-1)
+    return img
+
+
+# ----------------------------------------------------------------------------
+# metrics, written out in plain numpy
+
+
+def psnr_reference(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def ssim_reference(a: np.ndarray, b: np.ndarray, win: int = 7) -> float:
+    """Mean SSIM (Wang et al. 2004) with a ``win`` x ``win`` uniform window.
+
+    scikit-image's convention: sample (co)variances (divided by N - 1), K1 =
+    0.01, K2 = 0.03, L = 255, only windows that lie fully inside the image,
+    and the mean over channels for colour images.
+    """
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    if a.ndim == 3:
+        per_channel = [ssim_reference(a[..., c], b[..., c], win) for c in range(a.shape[2])]
+        return float(np.mean(per_channel))
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    wa = sliding_window_view(a, (win, win)).reshape(-1, win * win)
+    wb = sliding_window_view(b, (win, win)).reshape(-1, win * win)
+    ma, mb = wa.mean(axis=1), wb.mean(axis=1)
+    n = win * win
+    va = ((wa - ma[:, None]) ** 2).sum(axis=1) / (n - 1)
+    vb = ((wb - mb[:, None]) ** 2).sum(axis=1) / (n - 1)
+    cov = ((wa - ma[:, None]) * (wb - mb[:, None])).sum(axis=1) / (n - 1)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    s = ((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma**2 + mb**2 + c1) * (va + vb + c2))
+    return float(s.mean())
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """JFIF luma of an RGB image, as float64."""
+    rgb = np.asarray(rgb, np.float64)
+    return 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]

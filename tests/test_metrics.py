@@ -1,0 +1,116 @@
+"""svdk.metrics against the formulas written out in plain numpy (``_support``)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import svdk
+from svdk import metrics
+from _support import psnr_reference, smooth_image, ssim_reference
+
+pytestmark = pytest.mark.filterwarnings("ignore::svdk.SvdkWarning")
+
+
+def _pair(height, width, channels, seed, noise):
+    clean = smooth_image(height, width, channels, seed=seed, noise=0)
+    rng = np.random.default_rng(seed + 1)
+    noisy = np.clip(clean.astype(int) + rng.normal(0, noise, clean.shape).round(), 0, 255)
+    return clean, noisy.astype(np.uint8)
+
+
+@settings(max_examples=40)
+@given(
+    height=st.integers(7, 40),
+    width=st.integers(7, 40),
+    channels=st.sampled_from([1, 3]),
+    seed=st.integers(0, 1000),
+    noise=st.floats(0.5, 60),
+)
+def test_psnr_and_ssim_match_the_formulas(height, width, channels, seed, noise):
+    a, b = _pair(height, width, channels, seed, noise)
+    if np.array_equal(a, b):
+        return
+    assert metrics.psnr(a, b) == pytest.approx(psnr_reference(a, b), abs=1e-9)
+    assert metrics.ssim(a, b) == pytest.approx(ssim_reference(a, b), abs=1e-9)
+
+
+def test_colour_ssim_is_the_mean_of_the_channels(kodak_crop):
+    decoded = svdk.decompress(svdk.compress(kodak_crop, mode="rgb", rank=10))
+    per_channel = [ssim_reference(kodak_crop[..., c], decoded[..., c]) for c in range(3)]
+    assert metrics.ssim(kodak_crop, decoded) == pytest.approx(np.mean(per_channel), abs=1e-9)
+    assert len({round(s, 4) for s in per_channel}) > 1  # the channels really differ
+    # PSNR of a colour image pools the squared error over all channels
+    assert metrics.psnr(kodak_crop, decoded) == pytest.approx(
+        psnr_reference(kodak_crop, decoded), abs=1e-9)
+
+
+def test_known_values():
+    a = np.zeros((8, 8), np.uint8)
+    b = a.copy()
+    b[0, 0] = 16  # MSE = 256 / 64 = 4
+    assert metrics.psnr(a, b) == pytest.approx(10 * math.log10(255**2 / 4))
+    assert metrics.psnr(a, a) == math.inf
+    assert metrics.ssim(a, a) == pytest.approx(1.0)
+    # Two flat images: only the luminance term is left, (2 m1 m2 + C1) / (m1^2 + m2^2 + C1)
+    c1 = (0.01 * 255) ** 2
+    flat = np.full((9, 9), 100, np.uint8)
+    assert metrics.ssim(flat, np.full((9, 9), 140, np.uint8)) == pytest.approx(
+        (2 * 100 * 140 + c1) / (100**2 + 140**2 + c1), abs=1e-12)
+
+
+@pytest.mark.parametrize("height, width, window", [(6, 40, 5), (5, 5, 5), (4, 30, 3), (3, 3, 3)])
+def test_ssim_window_shrinks_on_small_images(height, width, window):
+    a, b = _pair(height, width, 3, 1, 20)
+    assert metrics.ssim_window(height, width) == window
+    assert metrics.ssim(a, b) == pytest.approx(ssim_reference(a, b, win=window), abs=1e-9)
+
+
+@pytest.mark.parametrize("height, width", [(2, 40), (40, 1), (1, 1)])
+def test_ssim_is_undefined_below_three_pixels(height, width):
+    a, b = _pair(height, width, 1, 1, 20)
+    assert metrics.ssim_window(height, width) is None
+    assert metrics.ssim(a, b) is None
+
+
+def test_shapes_must_match():
+    with pytest.raises(ValueError, match="shapes differ"):
+        metrics.psnr(np.zeros((4, 4)), np.zeros((4, 5)))
+    with pytest.raises(ValueError, match="shapes differ"):
+        metrics.ssim(np.zeros((8, 8, 3)), np.zeros((8, 8)))
+
+
+@pytest.mark.parametrize("metric", ["ssim", "psnr"])
+@pytest.mark.parametrize("shape", [(128, 128), (23, 31), (7, 50), (3, 9)])
+def test_plane_scorer_agrees_with_the_metrics(kodak_crop, metric, shape):
+    """The fast scorer the quality policy uses gives the same numbers."""
+    h, w = shape
+    # unrounded floats, like a Y plane computed from RGB
+    reference = kodak_crop[:h, :w, 1].astype(np.float32) + np.float32(0.3)
+    scorer = metrics.PlaneScorer(reference, metric)
+    rng = np.random.default_rng(h * w)
+    for noise in (1, 8, 40):
+        decoded = np.clip(np.rint(reference + rng.normal(0, noise, shape)), 0, 255).astype(np.uint8)
+        want = getattr(metrics, metric)(reference, decoded)
+        assert scorer(decoded) == pytest.approx(want, abs=1e-9)
+
+
+def test_plane_scorer_refuses_ssim_on_a_thin_plane():
+    with pytest.raises(ValueError, match="undefined"):
+        metrics.PlaneScorer(np.zeros((2, 10)), "ssim")
+    assert metrics.PlaneScorer(np.zeros((2, 10)), "psnr")(np.ones((2, 10))) == pytest.approx(
+        10 * math.log10(255**2))
+
+
+def test_bpp_counts_the_real_bytes(rgba_image):
+    encoded = svdk.encode(rgba_image, rank=5)
+    bits = 8 * len(encoded.data)
+    assert metrics.bpp(len(encoded.data), 32, 24) == bits / (32 * 24)
+    assert encoded.bpp == bits / (32 * 24)
+    assert svdk.info(encoded.data)["bpp"] == bits / (32 * 24)
+    assert encoded.nbytes == len(encoded.data)
+    assert encoded.raw_bytes == 32 * 24 * 4  # RGB + alpha

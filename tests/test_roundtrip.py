@@ -1,0 +1,403 @@
+"""compress -> decompress: shapes, alpha, error, progressive decoding, inputs."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+import svdk
+from svdk import metrics
+from _support import png_bytes, reference_decode, smooth_image
+
+pytestmark = pytest.mark.filterwarnings("ignore::svdk.SvdkWarning")
+
+
+def _image_and_rank(height, width, gray, alpha, seed, rank_fraction):
+    channels = (1 if gray else 3) + (1 if alpha else 0)
+    image = smooth_image(height, width, channels, seed=seed)
+    rank = 1 + int(rank_fraction * (min(height, width) - 1))
+    return image, rank
+
+
+@settings(max_examples=300)
+@given(
+    height=st.integers(1, 40),
+    width=st.integers(1, 40),
+    gray=st.booleans(),
+    alpha=st.booleans(),
+    mode=st.sampled_from(["rgb", "ycbcr"]),
+    subsampling=st.sampled_from(["4:2:0", "4:4:4"]),
+    seed=st.integers(0, 2**16),
+    rank_fraction=st.floats(0, 1),
+    progressive_fraction=st.floats(0, 1),
+)
+@example(1, 17, False, True, "ycbcr", "4:2:0", 0, 1.0, 0.0)  # one row
+@example(23, 1, False, False, "rgb", "4:4:4", 0, 1.0, 0.5)  # one column
+@example(1, 1, True, True, "ycbcr", "4:2:0", 0, 1.0, 1.0)  # one pixel
+@example(2, 2, False, True, "ycbcr", "4:2:0", 0, 1.0, 0.0)  # chroma 1x1
+@example(39, 37, False, True, "ycbcr", "4:2:0", 0, 0.3, 0.5)  # odd sides
+def test_roundtrip_shape_alpha_and_header(height, width, gray, alpha, mode, subsampling, seed,
+                                          rank_fraction, progressive_fraction):
+    image, rank = _image_and_rank(height, width, gray, alpha, seed, rank_fraction)
+    options = {"mode": mode, "subsampling": subsampling, "rank": rank}
+
+    encoded = svdk.encode(image, **options)
+    out = svdk.decompress(encoded.data)
+
+    # gray (H, W); gray + alpha (H, W, 2); rgb (H, W, 3); rgb + alpha (H, W, 4)
+    assert out.dtype == np.uint8
+    assert out.shape == image.shape
+    if alpha:
+        np.testing.assert_array_equal(out[..., -1], image[..., -1])
+
+    head = svdk.info(encoded.data)
+    assert (head["width"], head["height"]) == (width, height)
+    assert head["alpha"] == alpha
+    assert head["bytes"] == len(encoded.data)
+    assert head["ranks"] == list(encoded.ranks)
+    if gray:
+        assert head["mode"] == "gray" and head["ranks"] == [rank]
+    else:
+        assert head["mode"] == mode
+        assert head["ranks"][0] == rank
+        thin = height < 2 or width < 2  # too thin to halve: 4:2:0 falls back to full chroma
+        want_sub = None if mode == "rgb" else (
+            "4:2:0" if subsampling == "4:2:0" and not thin else "4:4:4")
+        assert head["subsampling"] == want_sub
+
+    # Progressive decoding: a prefix of the components, from the same file.
+    j = 1 + int(progressive_fraction * (max(head["ranks"]) - 1))
+    partial = svdk.decompress(encoded.data, max_rank=j)
+    assert partial.dtype == np.uint8 and partial.shape == out.shape
+    if alpha:
+        np.testing.assert_array_equal(partial[..., -1], image[..., -1])
+
+    if head["subsampling"] != "4:2:0":
+        # An independent decoder written from the format spec agrees (float64
+        # against svdk's float32: a pixel on a rounding boundary may move by 1).
+        for got, j_ in ((out, None), (partial, j)):
+            want = reference_decode(encoded.data, max_rank=j_)
+            assert np.abs(got.astype(int) - want).max() <= 1
+
+
+@settings(max_examples=100)
+@given(
+    height=st.integers(1, 40),
+    width=st.integers(1, 40),
+    kind=st.sampled_from(["gray", "rgb", "ycbcr"]),
+    seed=st.integers(0, 2**16),
+)
+def test_full_rank_with_small_step_is_near_lossless(height, width, kind, seed):
+    image = smooth_image(height, width, 1 if kind == "gray" else 3, seed=seed, noise=30)
+    k = min(height, width)
+    options = {"rank": k} if kind != "ycbcr" else {"ranks": (k, k, k), "subsampling": "4:4:4"}
+    if kind != "gray":
+        options["mode"] = kind
+    out = svdk.decompress(svdk.compress(image, qstep=1 / 64, **options))
+    assert np.abs(out.astype(int) - image).max() <= 2
+
+
+@settings(max_examples=60)
+@given(
+    height=st.integers(2, 40),
+    width=st.integers(2, 40),
+    colour=st.tuples(*[st.integers(0, 255)] * 3),
+)
+def test_420_chroma_is_resampled_in_place(height, width, colour):
+    """4:2:0 at full rank: a flat colour comes back as is, linear ramps too (but at the border).
+
+    A chroma plane shifted by half a pixel, or an odd last row or column
+    handled wrongly, shows up as errors of several levels here.
+    """
+    k, c = min(height, width), min((height + 1) // 2, (width + 1) // 2)
+    options = {"ranks": (k, c, c), "qstep": 1 / 64, "subsampling": "4:2:0"}
+    flat = np.zeros((height, width, 3), np.uint8) + np.array(colour, np.uint8)
+    assert np.abs(svdk.decompress(svdk.compress(flat, **options)).astype(int) - flat).max() <= 1
+
+    y, x = np.mgrid[0:height, 0:width]
+    ramp = np.stack([40 + 4 * x, 100 + 3 * y, 200 - 2 * x - y], axis=-1).astype(np.uint8)
+    error = np.abs(svdk.decompress(svdk.compress(ramp, **options)).astype(int) - ramp)
+    assert error.max() <= 4
+    assert error[1:-1, 1:-1].max(initial=0) <= 1
+
+
+@pytest.mark.parametrize("mode", ["rgb", "ycbcr"])
+def test_error_decreases_as_rank_grows(kodak_crop, mode):
+    ranks = [1, 2, 4, 8, 16, 32, 64, 96, 128]
+    scores = [
+        metrics.psnr(kodak_crop, svdk.decompress(svdk.compress(kodak_crop, mode=mode, rank=k)))
+        for k in ranks
+    ]
+    # Allow 0.05 dB of noise from the per-rank quantization step.
+    assert all(b >= a - 0.05 for a, b in zip(scores, scores[1:])), scores
+    assert scores[-1] - scores[0] > 15, scores
+    if mode == "rgb":
+        assert scores[-1] > 40  # full rank with the default step is close to the original
+
+
+@pytest.mark.parametrize("mode", ["rgb", "ycbcr"])
+def test_progressive_decoding_improves_with_components(kodak_crop, mode):
+    data = svdk.compress(kodak_crop, mode=mode, rank=64)
+    full = svdk.decompress(data)
+    scores = []
+    for j in (1, 2, 4, 8, 16, 32, 64):
+        part = svdk.decompress(data, max_rank=j)
+        assert part.dtype == np.uint8 and part.shape == kodak_crop.shape
+        scores.append(metrics.psnr(kodak_crop, part))
+    assert all(b > a for a, b in zip(scores, scores[1:])), scores
+    np.testing.assert_array_equal(svdk.decompress(data, max_rank=64), full)
+    np.testing.assert_array_equal(svdk.decompress(data, max_rank=10_000), full)
+
+
+@pytest.mark.parametrize("mode", ["rgb", "ycbcr"])
+def test_progressive_decoding_uses_the_same_factors(kodak_crop, mode):
+    """max_rank=j is the first j components of this file, not a re-encode at rank j.
+
+    Checked against the spec decoder in float64: pixels may differ by one
+    level where float32 rounding tips a value over .5, and only rarely.
+    """
+    data = svdk.compress(kodak_crop, mode=mode, rank=40, subsampling="4:4:4")
+    for j in (1, 7, 39, None):
+        got = svdk.decompress(data, max_rank=j).astype(int)
+        want = reference_decode(data, max_rank=j)
+        assert np.abs(got - want).max() <= 1
+        assert np.mean(got != want) < 0.001
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.0, "3"])
+def test_bad_max_rank_is_an_option_error(rgb_image, bad):
+    data = svdk.compress(rgb_image, rank=3)
+    with pytest.raises(svdk.OptionError, match="max_rank"):
+        svdk.decompress(data, max_rank=bad)
+
+
+# ----------------------------------------------------------------------------
+# determinism
+
+_OPTIONS = [
+    {"rank": 8},  # randomized SVD (rank small next to the side)
+    {"rank": 100, "mode": "rgb"},  # LAPACK SVD
+    {"quality": "ssim:0.9"},
+    {"size": "6KB"},
+    {"energy": 0.999, "subsampling": "4:4:4"},
+]
+
+
+def _digests(image: np.ndarray) -> list[str]:
+    return [hashlib.sha256(svdk.compress(image, **o)).hexdigest() for o in _OPTIONS]
+
+
+def test_encoding_is_deterministic_in_process(kodak_crop):
+    assert _digests(kodak_crop) == _digests(kodak_crop.copy())
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_encoding_is_deterministic_in_a_fresh_process(kodak_crop, tmp_path, threads):
+    np.save(tmp_path / "image.npy", kodak_crop)
+    script = (
+        "import hashlib, sys, warnings, numpy as np, svdk\n"
+        "warnings.simplefilter('ignore')\n"
+        f"image = np.load({str(tmp_path / 'image.npy')!r})\n"
+        f"for o in {_OPTIONS!r}:\n"
+        "    print(hashlib.sha256(svdk.compress(image, **o)).hexdigest())\n"
+    )
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads,
+           "MKL_NUM_THREADS": threads}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == _digests(kodak_crop)
+
+
+# ----------------------------------------------------------------------------
+# what the encoder accepts
+
+
+def test_every_input_type_gives_the_same_bytes(rgb_image, tmp_path):
+    path = tmp_path / "image.png"
+    path.write_bytes(png_bytes(rgb_image))
+    want = svdk.compress(rgb_image, rank=5)
+    assert svdk.compress(Image.fromarray(rgb_image), rank=5) == want
+    assert svdk.compress(path, rank=5) == want
+    assert svdk.compress(str(path), rank=5) == want
+    assert svdk.compress(path.read_bytes(), rank=5) == want
+    assert svdk.compress(bytearray(path.read_bytes()), rank=5) == want
+    assert svdk.compress(rgb_image / 255.0, rank=5) == want  # floats in [0, 1]
+    assert svdk.compress(np.asfortranarray(rgb_image), rank=5) == want
+
+
+def test_equivalent_arrays_give_the_same_bytes(gray_image):
+    want = svdk.compress(gray_image, rank=4)
+    assert svdk.compress(gray_image[..., None], rank=4) == want  # (H, W, 1)
+    assert svdk.compress(gray_image.astype(np.uint16) * 257, rank=4) == want  # 16 bits
+    mask = gray_image > 128
+    assert svdk.compress(mask, rank=2) == svdk.compress(mask.astype(np.uint8) * 255, rank=2)
+
+
+def test_example_images_match_their_pixels():
+    import skimage.data
+
+    astronaut = skimage.data.astronaut()
+    assert svdk.compress("example:astronaut", rank=6) == svdk.compress(astronaut, rank=6)
+    camera = svdk.decompress(svdk.compress("example:camera", rank=6))
+    assert camera.shape == skimage.data.camera().shape  # grayscale stays one plane
+
+
+def test_a_bsds500_jpeg_encodes_from_its_path(data_dir):
+    path = data_dir / "bsds500" / "test" / "100007.jpg"
+    with Image.open(path) as im:
+        pixels = np.asarray(im.convert("RGB"))
+    out = svdk.decompress(svdk.compress(path, rank=24))
+    assert out.shape == pixels.shape and pixels.shape[:2] in ((321, 481), (481, 321))
+    assert svdk.metrics.psnr(pixels, out) > 22
+
+
+def test_exif_orientation_is_honoured():
+    pixels = smooth_image(20, 30, 3, seed=5)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "JPEG", quality=95, exif=exif.tobytes())
+    with Image.open(io.BytesIO(buf.getvalue())) as im:
+        stored = np.asarray(im.convert("RGB"))
+    upright = np.rot90(stored, k=-1)  # what a viewer shows
+    for source in (buf.getvalue(), Image.open(io.BytesIO(buf.getvalue()))):
+        out = svdk.decompress(
+            svdk.compress(source, mode="rgb", rank=20, qstep=1 / 64)
+        )
+        assert out.shape == (30, 20, 3)
+        assert np.abs(out.astype(int) - upright).max() <= 2
+
+
+def test_16_bit_png_is_reduced_to_8_bits():
+    deep = (np.add.outer(np.arange(20), np.arange(30)) * 1300).astype(np.uint16)
+    encoded = svdk.encode(png_bytes(deep), rank=20, qstep=1 / 64)
+    out = svdk.decompress(encoded.data)
+    assert out.shape == (20, 30)
+    want = np.rint(deep / 257.0)
+    assert np.abs(out.astype(int) - want).max() <= 2
+    assert any("16 to 8 bits" in n for n in encoded.notes)
+
+
+def _palette_image() -> Image.Image:
+    index = (np.add.outer(np.arange(16), np.arange(24)) // 5 % 6).astype(np.uint8)
+    im = Image.fromarray(index, "P")
+    colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (240, 240, 0), (0, 0, 0),
+               (255, 255, 255)]
+    im.putpalette([c for rgb in colours for c in rgb])
+    return im
+
+
+def test_palette_png_decodes_to_its_colours():
+    im = _palette_image()
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    out = svdk.decompress(svdk.compress(buf.getvalue(), mode="rgb", rank=16, qstep=1 / 64))
+    assert out.shape == (16, 24, 3)
+    assert np.abs(out.astype(int) - np.asarray(im.convert("RGB"))).max() <= 2
+
+
+def test_palette_png_with_transparency_keeps_it_as_alpha():
+    im = _palette_image()
+    buf = io.BytesIO()
+    im.save(buf, "PNG", transparency=2)
+    out = svdk.decompress(svdk.compress(buf.getvalue(), rank=4))
+    assert out.shape == (16, 24, 4)
+    index = np.asarray(im)
+    np.testing.assert_array_equal(out[..., 3], np.where(index == 2, 0, 255))
+
+
+def test_cmyk_jpeg_is_converted_to_rgb():
+    cmyk = Image.fromarray(smooth_image(16, 24, 4, seed=6), "CMYK")
+    buf = io.BytesIO()
+    cmyk.save(buf, "JPEG", quality=95)
+    encoded = svdk.encode(buf.getvalue(), mode="rgb", rank=16, qstep=1 / 64)
+    out = svdk.decompress(encoded.data)
+    assert out.shape == (16, 24, 3)
+    with Image.open(io.BytesIO(buf.getvalue())) as im:
+        assert np.abs(out.astype(int) - np.asarray(im.convert("RGB"))).max() <= 2
+    assert any("CMYK" in n for n in encoded.notes)
+
+
+def test_la_png_keeps_gray_and_alpha(gray_alpha_image):
+    out = svdk.decompress(svdk.compress(png_bytes(gray_alpha_image), rank=3))
+    assert out.shape == gray_alpha_image.shape == (21, 17, 2)
+    np.testing.assert_array_equal(out[..., 1], gray_alpha_image[..., 1])
+
+
+def test_animated_gif_encodes_its_first_frame_with_a_warning():
+    frames = [Image.fromarray(smooth_image(12, 16, 3, seed=s)).quantize(16) for s in (7, 8, 9)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    with pytest.warns(svdk.SvdkWarning, match="3 frames"):
+        encoded = svdk.encode(buf.getvalue(), mode="rgb", rank=12, qstep=1 / 64)
+    out = svdk.decompress(encoded.data)
+    assert out.shape == (12, 16, 3)
+    first = np.asarray(frames[0].convert("RGB")).astype(int)
+    second = np.asarray(frames[1].convert("RGB")).astype(int)
+    assert np.abs(out - first).max() <= 2
+    assert np.abs(out - second).max() > 2
+    assert any("first" in n for n in encoded.notes)
+
+
+def test_a_file_bigger_than_the_pixels_warns():
+    image = smooth_image(8, 8, 3, seed=10)
+    with pytest.warns(svdk.SvdkWarning, match="not smaller than the raw pixels"):
+        encoded = svdk.encode(image, mode="rgb", rank=8)
+    assert any("raw pixels" in n for n in encoded.notes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        svdk.encode(smooth_image(64, 64, 3, seed=10), rank=4)  # a real saving: silent
+
+
+# ----------------------------------------------------------------------------
+# the file-level helpers
+
+
+def test_compress_file_and_decompress_file(rgba_image, tmp_path):
+    src = tmp_path / "in.png"
+    src.write_bytes(png_bytes(rgba_image))
+    dst = tmp_path / "out.svdk"
+    result = svdk.compress_file(src, dst, rank=6)
+    assert dst.read_bytes() == result.data
+    assert svdk.info(dst) == svdk.info(result.data)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+    back = svdk.decompress_file(dst, tmp_path / "back.png")
+    with Image.open(tmp_path / "back.png") as im:
+        np.testing.assert_array_equal(np.asarray(im), back)
+    np.testing.assert_array_equal(back, svdk.decompress(result.data))
+
+    with pytest.raises(svdk.OptionError, match="alpha"):
+        svdk.decompress_file(dst, tmp_path / "back.jpg")
+    assert not (tmp_path / "back.jpg").exists()
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".xyz"])
+def test_decompress_file_writes_the_format_its_name_says(rgb_image, tmp_path, suffix):
+    src = tmp_path / "in.svdk"
+    src.write_bytes(svdk.compress(rgb_image, rank=4))
+    dst = tmp_path / f"out{suffix}"
+    try:
+        svdk.decompress_file(src, dst)
+    except svdk.OptionError:
+        return  # refusing an unknown suffix is fine too
+    with Image.open(dst) as im:
+        assert im.format.lower() == suffix[1:]
+
+
+def test_reading_a_missing_svdk_file_is_a_format_error(tmp_path):
+    with pytest.raises(svdk.FormatError, match="no such file"):
+        svdk.info(tmp_path / "nope.svdk")
+    with pytest.raises(svdk.FormatError, match="folder"):
+        svdk.decompress_file(tmp_path, tmp_path / "x.png")
