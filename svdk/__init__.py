@@ -21,6 +21,7 @@ from ._codec import CHROMA_RANK_FRACTION, Encoded, decode, encode
 from ._errors import FormatError, ImageError, OptionError, SvdkError, SvdkWarning
 from ._image import EXAMPLES, ImageLike, Pixels, load_image
 from .format import MAX_PIXELS
+from . import predictor  # registers the cnn and cnn-only policies; Keras loads only when used
 
 __version__ = "0.1.0"
 
@@ -78,6 +79,17 @@ def compress(image: ImageLike, **options) -> bytes:
         A registered rank policy to use with the target above.
     qstep : float, optional
         Quantization step of the factors (default: chosen per plane).
+    tiled : bool, optional
+        Use the tiled layout: an SVD per tile (8x8 by default, ``tile_size``
+        to change) with per-tile ranks from one threshold. It takes a
+        ``quality``, ``size`` or ``energy`` target; ranks are then counts of
+        components per plane. Usually much smaller files than the global
+        layout at the same quality.
+
+    Notes
+    -----
+    In ycbcr mode a quality target is met on luma; the RGB figures of the
+    decoded image are usually a little lower, as chroma has fewer components.
 
     Returns
     -------
@@ -176,6 +188,8 @@ def info(data: bytes | bytearray | memoryview | str | os.PathLike) -> dict:
         "ranks": list(h.ranks),
         "qsteps": [p.step for p in h.planes],
         "sample_bytes": [p.sample_bytes for p in h.planes],
+        "layout": h.layout,
+        "tile": h.tile or None,
         "coder": h.coder,
         "predictor": h.predictor,
         "header_bytes": h.header_length,

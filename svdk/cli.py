@@ -57,6 +57,12 @@ def _codec_options(p: argparse.ArgumentParser) -> None:
         "--subsampling", choices=("4:2:0", "4:4:4"), default="4:2:0", help="chroma subsampling in ycbcr mode"
     )
     o.add_argument("--qstep", type=float, metavar="STEP", help="quantization step of the factors (default: per plane)")
+    o.add_argument(
+        "--tiled",
+        action="store_true",
+        help="tiled layout: an SVD per tile, ranks per tile from one threshold (needs --quality, --size or --energy)",
+    )
+    o.add_argument("--tile-size", type=int, metavar="T", help="tile size for --tiled (default 8)")
 
 
 def _options(args) -> dict:
@@ -70,6 +76,8 @@ def _options(args) -> dict:
         energy=args.energy,
         policy=args.policy,
         qstep=args.qstep,
+        tiled=args.tiled,
+        tile_size=args.tile_size,
     )
 
 
@@ -77,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="svdk",
         description="Image compression by truncated SVD, measured against PNG, JPEG and WebP.",
-        epilog="Inputs may be image paths or example:NAME (astronaut, coffee, chelsea, camera, ...).",
+        epilog="Inputs may be image paths or example:NAME (astronaut, coffee, chelsea, camera, ...). "
+        "'svdk bench --help' describes the rate-distortion benchmark.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -187,10 +196,12 @@ def _cmd_info(src: str, args, emit) -> None:
         return
     ranks = ", ".join(map(str, rec["ranks"]))
     steps = ", ".join(f"{q:.4g}" for q in rec["qsteps"])
+    layout = f", tiled {rec['tile']}x{rec['tile']}" if rec["layout"] == "tiled" else ""
     emit(
         f"{src}: svdk {rec['version']}, {rec['width']}x{rec['height']} {rec['mode']}"
-        f"{' ' + rec['subsampling'] if rec['subsampling'] else ''}{' +alpha' if rec['alpha'] else ''}\n"
-        f"  ranks {ranks}; steps {steps}; {rec['coder']} ({rec['predictor']} predictor)\n"
+        f"{' ' + rec['subsampling'] if rec['subsampling'] else ''}{' +alpha' if rec['alpha'] else ''}{layout}\n"
+        f"  {'largest tile ranks' if layout else 'ranks'} {ranks}; steps {steps}; "
+        f"{rec['coder']} ({rec['predictor']} predictor)\n"
         f"  {rec['bytes']} bytes (header {rec['header_bytes']}, payload {rec['payload_bytes']}, CRC 4), "
         f"{rec['bpp']:.3f} bpp"
     )
@@ -227,6 +238,11 @@ _COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        from .bench import main as bench_main
+
+        return bench_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "output", None) and len(args.inputs) > 1:

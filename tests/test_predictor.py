@@ -1,0 +1,185 @@
+"""The rank predictor in the codec: the shipped model, bad model files, the cnn policies."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from skimage.metrics import structural_similarity
+
+import svdk
+from svdk._codec import reconstruct, to_uint8
+from svdk.predictor import DEFAULT_MODEL, ModelError, RankPredictor, luma
+
+keras = pytest.importorskip("keras", reason="the rank predictor needs pip install 'svdk[model]'")
+
+IMAGES = ("astronaut", "coffee", "camera")
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return RankPredictor.load()
+
+
+def test_import_svdk_does_not_load_keras():
+    code = (
+        "import sys, svdk; assert 'cnn' in svdk.policies.names(); "
+        "heavy = [m for m in ('keras', 'tensorflow', 'datasets') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_shipped_model_is_small_and_versioned():
+    assert DEFAULT_MODEL.is_file() and DEFAULT_MODEL.stat().st_size <= 2_000_000
+    config = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    assert config["format"] == "svdk-rank-predictor" and config["version"] == 1
+    assert config["input_shape"] == [64, 64, 1]
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_predictions_are_in_range_and_grow_with_the_target(predictor, name):
+    image = svdk.load_image(f"example:{name}").color
+    top = min(image.shape[:2])
+    ks = [predictor.predict(image, t) for t in np.linspace(0.6, 0.995, 30)]
+    assert all(1 <= k <= top for k in ks)
+    assert ks == sorted(ks) and ks[-1] > ks[0]
+
+
+def test_prediction_is_close_to_the_exact_rank(predictor):
+    """Not a bound on accuracy (the report measures it): a guard against a broken model."""
+    image = svdk.load_image("example:astronaut").color
+    exact = svdk.encode(image, quality="ssim:0.9").ranks[0]
+    assert exact / 3 <= predictor.predict(image, 0.9) <= exact * 3
+
+
+def _copy_model(tmp_path, name="m"):
+    dst = tmp_path / f"{name}.keras"
+    shutil.copy(DEFAULT_MODEL, dst)
+    shutil.copy(DEFAULT_MODEL.with_suffix(".json"), dst.with_suffix(".json"))
+    return dst
+
+
+def test_missing_model_file(tmp_path):
+    path = tmp_path / "nothing.keras"
+    with pytest.raises(ModelError, match="nothing.keras: no such model file"):
+        RankPredictor.load(path)
+
+
+def test_missing_config(tmp_path):
+    path = _copy_model(tmp_path)
+    path.with_suffix(".json").unlink()
+    with pytest.raises(ModelError, match=r"m\.json: missing"):
+        RankPredictor.load(path)
+
+
+def test_corrupt_model_file(tmp_path):
+    path = _copy_model(tmp_path)
+    data = bytearray(path.read_bytes())
+    path.write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(ModelError, match=r"m\.keras: not a loadable Keras 3 model file"):
+        RankPredictor.load(path)
+    path.write_bytes(b"not a zip file at all")
+    with pytest.raises(ModelError, match=r"m\.keras: not a loadable Keras 3 model file"):
+        RankPredictor.load(path)
+
+
+def test_corrupt_config(tmp_path):
+    path = _copy_model(tmp_path)
+    path.with_suffix(".json").write_text("{not json")
+    with pytest.raises(ModelError, match=r"m\.json: not a readable JSON configuration"):
+        RankPredictor.load(path)
+
+
+def test_other_version(tmp_path):
+    path = _copy_model(tmp_path)
+    cfg = json.loads(path.with_suffix(".json").read_text())
+    cfg["version"] = 99
+    path.with_suffix(".json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelError, match=r"m\.json: model configuration version 99; this svdk reads version 1"):
+        RankPredictor.load(path)
+
+
+def test_other_input_shape(tmp_path):
+    # a model made for 32x32 inputs, with a configuration that claims 64x64
+    inp = keras.Input((32, 32, 1))
+    out = keras.layers.Dense(5)(keras.layers.Flatten()(inp))
+    path = tmp_path / "small.keras"
+    keras.Model(inp, out).save(path)
+    cfg = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    path.with_suffix(".json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelError, match=r"small\.keras: the model takes inputs of shape \[32, 32, 1\]; expected \[64, 64, 1\]"):
+        RankPredictor.load(path)
+    cfg["input_shape"] = [32, 32, 1]
+    path.with_suffix(".json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelError, match=r"small\.json: input shape \[32, 32, 1\]; expected \[64, 64, 1\]"):
+        RankPredictor.load(path)
+
+
+def test_not_a_keras_suffix(tmp_path):
+    with pytest.raises(ModelError, match="expected a Keras 3 model file ending in .keras"):
+        RankPredictor.load(tmp_path / "model.h5")
+
+
+def _luma_ssim_of_file(data: bytes, image: np.ndarray) -> float:
+    header, factors, _ = svdk.format.unpack(data)
+    (a, b), rec = factors[0], header.planes[0]
+    return structural_similarity(
+        luma(image).astype(np.float64), to_uint8(reconstruct(a, b, rec.qstep)).astype(np.float64),
+        data_range=255,
+    )
+
+
+@pytest.mark.parametrize("target", [0.8, 0.9, 0.97])
+@pytest.mark.parametrize("name", IMAGES)
+def test_cnn_policy_always_meets_the_target(name, target):
+    image = svdk.load_image(f"example:{name}").color
+    enc = svdk.encode(image, quality=("ssim", target), policy="cnn")
+    assert enc.policy == "cnn"
+    assert _luma_ssim_of_file(enc.data, image) >= target
+    assert "CNN-predicted" in enc.reason and f"{enc.evaluations} evaluations" in enc.reason
+    exact = svdk.encode(image, quality=("ssim", target))
+    if "exact search" not in enc.reason:  # one check and at most two corrections
+        assert enc.evaluations <= 3
+    assert enc.nbytes <= 1.5 * exact.nbytes  # the checked prediction stays near the smallest file
+
+
+def test_cnn_policy_falls_back_to_the_exact_search_when_the_prediction_is_far_off(monkeypatch):
+    from svdk import predictor as p
+
+    image = svdk.load_image("example:coffee").color
+    model = p.default_predictor()
+    monkeypatch.setattr(model, "curve", lambda img: (model.targets, np.zeros(len(model.targets))))  # k = 1
+    enc = svdk.encode(image, quality="ssim:0.95", policy="cnn")
+    assert "exact search" in enc.reason
+    assert enc.ranks[0] == svdk.encode(image, quality="ssim:0.95").ranks[0]
+    assert _luma_ssim_of_file(enc.data, image) >= 0.95
+
+
+def test_cnn_only_uses_the_prediction_alone(predictor):
+    image = svdk.load_image("example:astronaut").color
+    enc = svdk.encode(image, quality="ssim:0.9", policy="cnn-only")
+    assert enc.evaluations == 0
+    assert enc.ranks[0] == predictor.predict(image, 0.9)
+    assert "not checked" in enc.reason
+
+
+def test_cnn_policy_needs_an_ssim_target():
+    with pytest.raises(svdk.OptionError, match="predicts ranks for SSIM targets; got psnr:30"):
+        svdk.encode("example:camera", quality="psnr:30", policy="cnn")
+
+
+def test_cli_policy_flag(tmp_path, capsys):
+    from svdk.cli import main
+
+    out = tmp_path / "a.svdk"
+    assert main(["compress", "example:camera", "-o", str(out), "--quality", "ssim:0.9", "--policy", "cnn", "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rec["policy"] == "cnn" and out.is_file()
+    assert main(["compress", "example:camera", "-o", str(out), "-f", "--policy", "nope"]) != 0
+    assert "unknown rank policy 'nope'" in capsys.readouterr().err

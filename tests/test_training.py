@@ -1,0 +1,151 @@
+"""The training package: exact labels, label-preserving augmentation, the CLI end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage.metrics import structural_similarity
+
+import svdk
+from svdk import policies
+from svdk._codec import reconstruct, to_uint8
+from svdk.predictor import luma, resize_work
+from training.labels import TARGETS, LabelStore, _session, brighten, code_hash, label_image
+
+DIHEDRAL = {
+    "fliplr": np.fliplr,
+    "flipud": np.flipud,
+    "rot90": np.rot90,
+    "rot270": lambda a: np.rot90(a, 3),
+    "transpose": lambda a: np.swapaxes(a, 0, 1),
+}
+
+
+@pytest.fixture(scope="module")
+def images():
+    return {name: resize_work(f"example:{name}") for name in ("astronaut", "coffee")}
+
+
+_LABELS: dict = {}
+
+
+def _labels(images, name):
+    """Labels of one test image at every target, computed once per session."""
+    if name not in _LABELS:
+        _LABELS[name] = label_image(images[name])["k"]
+    return _LABELS[name]
+
+
+def _ssim(ref, dec):
+    return structural_similarity(ref.astype(np.float64), dec.astype(np.float64), data_range=255)
+
+
+@pytest.mark.parametrize("name, target", [("astronaut", 0.85), ("coffee", 0.95)])
+def test_label_is_the_smallest_rank_reaching_the_target(images, name, target):
+    """k meets the target and k - 1 does not, measured with scikit-image itself."""
+    for img in (images[name],):
+        k = label_image(img, [target])["k"][0]
+        session = _session(img)
+        choice = policies.get("quality")(session, ("ssim", target))
+        assert choice.ranks[0] == k
+        plane = session.planes[0]
+        assert _ssim(plane.data, to_uint8(plane.reconstruct(k))) >= target
+        assert _ssim(plane.data, to_uint8(plane.reconstruct(k - 1))) < target
+        # and the file svdk writes for this target decodes to a luma plane that meets it
+        enc = svdk.encode(img, quality=("ssim", target))
+        assert enc.ranks[0] == k
+        header, factors, _ = svdk.format.unpack(enc.data)
+        (a, b), rec = factors[0], header.planes[0]
+        assert _ssim(luma(img), to_uint8(reconstruct(a, b, rec.qstep))) >= target
+
+
+def test_chroma_ranks_follow_the_codec_rule(images):
+    rec = label_image(images["coffee"])
+    for k, ranks in zip(rec["k"], rec["ranks"]):
+        c = max(1, int(k * svdk.CHROMA_RANK_FRACTION + 0.5))
+        assert ranks == [k, c, c]
+    assert rec["k"] == sorted(rec["k"])  # a higher target never needs fewer components
+
+
+@pytest.mark.parametrize("name", sorted(DIHEDRAL))
+def test_flips_and_right_angle_rotations_keep_singular_values_and_labels(images, name):
+    op = DIHEDRAL[name]
+    for img in images.values():
+        moved = np.ascontiguousarray(op(img))
+        s0 = np.linalg.svd(luma(img).astype(np.float64), compute_uv=False)
+        s1 = np.linalg.svd(luma(moved).astype(np.float64), compute_uv=False)
+        np.testing.assert_allclose(s1, s0, rtol=1e-9, atol=1e-6 * s0[0])
+    img = images["astronaut"]
+    assert label_image(np.ascontiguousarray(op(img)))["k"] == _labels(images, "astronaut")
+
+
+def test_brightness_changes_the_label(images):
+    img = images["astronaut"]
+    assert label_image(brighten(img, 0.7))["k"] != _labels(images, "astronaut")
+
+
+def test_label_cache_is_keyed_by_code_and_pixels(tmp_path, images):
+    store = LabelStore(tmp_path, TARGETS, processes=1)
+    assert store.path.name == f"labels-{code_hash(TARGETS)}.json"
+    first = store.labels([images["coffee"]])
+    assert store.path.is_file()
+    again = LabelStore(tmp_path, TARGETS, processes=1)
+    assert again.labels([images["coffee"]]) == first  # read back, not recomputed
+    assert code_hash((0.5, 0.9)) != code_hash(TARGETS)
+
+
+def _tiny_bsds(root):
+    """A BSDS500-shaped folder of small images cut from scikit-image's photos."""
+    rng = np.random.default_rng(0)
+    sources = [svdk.load_image(f"example:{n}").color for n in ("astronaut", "coffee", "chelsea")]
+    for split, n in (("train", 3), ("val", 2), ("test", 2)):
+        (root / split).mkdir(parents=True)
+        for j in range(n):
+            src = sources[rng.integers(len(sources))]
+            y, x = rng.integers(0, 200), rng.integers(0, 200)
+            crop = src[y : y + 120, x : x + 160]
+            Image.fromarray(crop).save(root / split / f"{split}{j}.jpg", quality=90)
+
+
+def test_training_cli_end_to_end(tmp_path):
+    pytest.importorskip("keras")
+    pytest.importorskip("datasets")
+    from svdk.predictor import RankPredictor
+    from training.train import main
+
+    data = tmp_path / "bsds"
+    _tiny_bsds(data)
+    out = tmp_path / "run"
+    rc = main([
+        "--data", str(data), "--folds", "2", "--epochs", "1", "--batch", "8", "--processes", "1",
+        "--cache", str(tmp_path / "cache"), "--out", str(out), "--no-latency",
+    ])
+    assert rc == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["test"]) == {f"{t:.2f}" for t in TARGETS}
+    assert len(metrics["cv"]["0.90"]["folds"]) == 2
+    assert metrics["images"] == {"train+val": 5, "train+val with copies": 10, "test": 2}
+    config = json.loads((out / "model.json").read_text())
+    assert config["targets"] == list(TARGETS) and config["input_shape"] == [64, 64, 1]
+    predictor = RankPredictor.load(out / "model.keras")
+    k = predictor.predict(data / "test" / "test0.jpg", 0.9)
+    assert 1 <= k <= 120
+
+
+def test_training_without_data_says_where_to_get_it(tmp_path, capsys):
+    from training.train import main
+
+    missing = tmp_path / "nowhere" / "bsds500"
+    assert main(["--data", str(missing), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert str(missing) in err and "BSDS500" in err and "BIDS/BSDS500" in err
+
+
+def test_default_data_folder_is_shared_bsds500():
+    from training.data import DEFAULT_DATA
+
+    assert DEFAULT_DATA.parts[-3:] == ("shared", "data", "bsds500")

@@ -1,0 +1,156 @@
+"""The ``cnn`` policies on Kodak at native size: ``python -m training.eval_kodak``.
+
+For every Kodak image (768x512 or 512x768) and target SSIM, encodes with the
+exact ``quality`` policy, with ``cnn`` (prediction checked and corrected) and
+with ``cnn-only`` (prediction alone), and records the luma SSIM each file
+decodes to, its bytes, the SSIM evaluations and the encoding time. Writes
+``results/predictor_kodak.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["main"]
+
+DEFAULT_KODAK = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "kodak"
+
+
+def luma_ssim_of_file(data: bytes, image: np.ndarray) -> float:
+    """Luma SSIM of the plane an .svdk file decodes to, against the image's luma."""
+    from skimage.metrics import structural_similarity
+
+    import svdk
+    from svdk._codec import reconstruct, to_uint8
+    from svdk.predictor import luma
+
+    header, factors, _ = svdk.format.unpack(data)
+    (a, b), rec = factors[0], header.planes[0]
+    return float(
+        structural_similarity(
+            luma(image).astype(np.float64), to_uint8(reconstruct(a, b, rec.qstep)).astype(np.float64),
+            data_range=255,
+        )
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.eval_kodak", description=__doc__.split("\n\n")[0])
+    p.add_argument("--kodak", default=str(DEFAULT_KODAK), help=f"folder of kodim*.png (default {DEFAULT_KODAK})")
+    p.add_argument("--targets", default="0.85,0.90,0.95")
+    p.add_argument("--model", help="a .keras model (default: the shipped one)")
+    p.add_argument("--out", default="results/predictor_kodak.json")
+    p.add_argument("--limit", type=int)
+    args = p.parse_args(argv)
+
+    import os
+
+    from tqdm import tqdm
+
+    if args.model:
+        os.environ["SVDK_RANK_MODEL"] = args.model
+    import svdk
+    from svdk import predictor as pred
+
+    files = sorted(Path(args.kodak).glob("kodim*.png"))[: args.limit]
+    if not files:
+        print(f"error: no kodim*.png in {args.kodak}; see ../shared/data/README.md for the Kodak suite",
+              file=sys.stderr)
+        return 1
+    targets = [float(t) for t in args.targets.split(",")]
+    t0 = time.perf_counter()
+    model = pred.default_predictor()
+    model.predict(svdk.load_image(files[0]).color, 0.9)  # warm: load and trace once
+    load_seconds = time.perf_counter() - t0
+
+    rows = []
+    for path in tqdm(files, desc="kodak", unit="img"):
+        image = svdk.load_image(path).color
+        for t in targets:
+            rec = {"image": path.name, "size": f"{image.shape[1]}x{image.shape[0]}", "target": t}
+            for policy in ("quality", "cnn", "cnn-only"):
+                enc = svdk.encode(image, quality=("ssim", t), policy=None if policy == "quality" else policy)
+                rec[policy] = {
+                    "k": enc.ranks[0],
+                    "bytes": enc.nbytes,
+                    "ssim_luma": luma_ssim_of_file(enc.data, image),
+                    "evaluations": enc.evaluations,
+                    "seconds": enc.seconds,
+                    "reason": enc.reason,
+                }
+            rows.append(rec)
+
+    summary = {}
+    for t in targets:
+        rs = [r for r in rows if r["target"] == t]
+
+        def col(policy, key):
+            return np.array([r[policy][key] for r in rs], dtype=np.float64)
+
+        ex_b, ex_e, ex_s = col("quality", "bytes"), col("quality", "evaluations"), col("quality", "seconds")
+        s = {"images": len(rs), "exact": {
+            "evaluations_mean": float(ex_e.mean()), "seconds_mean": float(ex_s.mean()),
+            "ssim_mean": float(col("quality", "ssim_luma").mean()),
+            "reach": float(np.mean(col("quality", "ssim_luma") >= t)),
+        }}
+        for policy in ("cnn", "cnn-only"):
+            ssim = col(policy, "ssim_luma")
+            b, e, sec = col(policy, "bytes"), col(policy, "evaluations"), col(policy, "seconds")
+            s[policy] = {
+                "ssim_mean": float(ssim.mean()),
+                "ssim_min": float(ssim.min()),
+                "reach": float(np.mean(ssim >= t)),
+                "reach_minus_0.01": float(np.mean(ssim >= t - 0.01)),
+                "bytes_vs_exact_mean": float(np.mean(b / ex_b)),
+                "bytes_vs_exact_max": float(np.max(b / ex_b)),
+                "mae_k_vs_exact": float(np.mean(np.abs(col(policy, "k") - col("quality", "k")))),
+                "evaluations_mean": float(e.mean()),
+                "evaluations_max": int(e.max()),
+                "evaluations_saved_mean": float((ex_e - e).mean()),
+                "seconds_mean": float(sec.mean()),
+                "time_saved_pct": float(100 * (1 - sec.sum() / ex_s.sum())),
+            }
+            if policy == "cnn":
+                s[policy]["fell_back_to_exact_search"] = int(sum("exact search" in r["cnn"]["reason"] for r in rs))
+                s[policy]["lowered_after_meeting"] = int(sum("lowered" in r["cnn"]["reason"] for r in rs))
+                s[policy]["corrected_upward"] = int(sum("corrected upward" in r["cnn"]["reason"] for r in rs))
+        summary[f"{t:.2f}"] = s
+
+    report = {
+        "name": "cnn rank policies on Kodak at native size",
+        "command": "python -m training.eval_kodak " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "model": str(model.path.name),
+        "model_load_and_first_prediction_seconds": load_seconds,
+        "how": (
+            "The CNN predicts ranks for the 256x256 version; they are scaled to the native size by "
+            "(sqrt(H W)/256)**beta_t (beta fitted on BSDS500 train+val at 481x321). Exact = the "
+            "'quality' policy. SSIM is luma SSIM of the decoded file. Times are svdk.encode's wall "
+            "time per image (model already loaded), on a 2-core machine shared with other jobs."
+        ),
+        "summary": summary,
+        "images": rows,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    for t, s in summary.items():
+        c, o = s["cnn"], s["cnn-only"]
+        print(
+            f"t={t}: exact {s['exact']['evaluations_mean']:.1f} evals {s['exact']['seconds_mean']:.2f} s | "
+            f"cnn reach {c['reach']:.2f} bytes x{c['bytes_vs_exact_mean']:.3f} {c['evaluations_mean']:.1f} evals "
+            f"{c['seconds_mean']:.2f} s (saved {c['time_saved_pct']:.0f}%), fallbacks {c['fell_back_to_exact_search']} | "
+            f"cnn-only reach {o['reach']:.2f} (t-0.01: {o['reach_minus_0.01']:.2f}) ssim {o['ssim_mean']:.4f} "
+            f"bytes x{o['bytes_vs_exact_mean']:.3f}"
+        )
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Keras 3 models of the rank predictor.
+
+``seed``
+    The network exactly as the original design gives it: 64x64x1 input,
+    Conv2D+ReLU with 32, 64 and 128 filters (3x3, 'same'), one 2x2
+    max-pooling, Flatten, Dense 128 and 64 (ReLU), Dropout 0.3, L2 0.001 on
+    every kernel, a sigmoid output scaled to [10, 256], MSE loss, Adam. The
+    one change: the output layer has one unit per target of the grid (5
+    instead of 1), so that one network answers for every target, like the
+    others. About 17 M parameters, almost all in the first Dense layer.
+``compact``
+    Four 3x3 convolutions (16, 32, 64, 64 filters) with 2x2 max-pooling
+    between them, global average pooling, Dense 64, Dropout 0.2, L2 1e-4,
+    and a monotone head: ``log k`` at the first target plus non-negative
+    (softplus) increments for each next target, summed by a fixed
+    triangular matrix, so the predicted rank never falls as the target
+    rises. About 60 k parameters (a file of about 0.3 MB). Trained with the
+    L1 loss on ``log k`` (the median rank, which minimises the error in k).
+    With ``features=True`` a second input of standardized hand-crafted
+    features (:data:`svdk.predictor.FEATURE_NAMES`) joins the dense head.
+
+Only standard Keras layers are used, so the files load with
+``safe_mode=True`` and no custom objects.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["build", "OUTPUT_KIND"]
+
+#: What each architecture outputs: ``log_k`` or ``k``.
+OUTPUT_KIND = {"compact": "log_k", "seed": "k"}
+
+
+def build(arch: str, n_targets: int, *, n_features: int = 0, init_logk: np.ndarray | None = None,
+          learning_rate: float = 1e-3):
+    """A compiled model; ``init_logk`` (mean log k per target) starts the compact head there."""
+    import keras
+    from keras import layers, regularizers
+
+    image = keras.Input((64, 64, 1), name="image")
+    inputs = [image]
+    if arch == "seed":
+        if n_features:
+            raise ValueError("the seed network takes no hand-crafted features")
+        l2 = regularizers.L2(0.001)
+        x = image
+        for filters in (32, 64, 128):
+            x = layers.Conv2D(filters, 3, padding="same", activation="relu", kernel_regularizer=l2)(x)
+        x = layers.MaxPooling2D(2)(x)
+        x = layers.Flatten()(x)
+        x = layers.Dense(128, activation="relu", kernel_regularizer=l2)(x)
+        x = layers.Dense(64, activation="relu", kernel_regularizer=l2)(x)
+        x = layers.Dropout(0.3)(x)
+        x = layers.Dense(n_targets, activation="sigmoid", kernel_regularizer=l2)(x)
+        out = layers.Rescaling(scale=246.0, offset=10.0, name="rank")(x)
+        model = keras.Model(inputs, out, name="seed")
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
+        return model
+    if arch != "compact":
+        raise ValueError(f"unknown architecture {arch!r}; choose 'compact' or 'seed'")
+    l2 = regularizers.L2(1e-4)
+    x = image
+    for j, filters in enumerate((16, 32, 64, 64)):
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu", kernel_regularizer=l2)(x)
+        if j < 3:
+            x = layers.MaxPooling2D(2)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    if n_features:
+        feats = keras.Input((n_features,), name="features")
+        inputs.append(feats)
+        f = layers.Dense(16, activation="relu", kernel_regularizer=l2)(feats)
+        x = layers.Concatenate()([x, f])
+    x = layers.Dense(64, activation="relu", kernel_regularizer=l2)(x)
+    x = layers.Dropout(0.2)(x)
+    init = np.zeros(n_targets) if init_logk is None else np.asarray(init_logk, dtype=np.float64)
+    base = layers.Dense(
+        1, name="base", bias_initializer=keras.initializers.Constant(float(init[0]))
+    )(x)
+    # softplus^-1 of the mean step between targets, so training starts near the means
+    steps = np.maximum(np.diff(init), 1e-3) if init_logk is not None else np.full(n_targets - 1, 0.3)
+    inc = layers.Dense(
+        n_targets - 1,
+        activation="softplus",
+        name="increments",
+        bias_initializer=keras.initializers.Constant(np.log(np.expm1(steps))),
+    )(x)
+    z = layers.Concatenate()([base, inc])
+    cumsum = layers.Dense(n_targets, use_bias=False, trainable=False, name="cumsum")
+    out = cumsum(z)
+    cumsum.set_weights([np.triu(np.ones((n_targets, n_targets), dtype=np.float32))])
+    model = keras.Model(inputs, out, name="compact")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mae")
+    return model

@@ -1,0 +1,162 @@
+"""Collect the rank-predictor results into ``results/predictor.json``.
+
+``python -m training.report [--runs runs] [--out results/predictor.json]``
+
+Reads ``metrics.json`` of the runs ``seed``, ``compact`` and
+``compact-features`` (made by ``python -m training.train``), fits and
+evaluates the three baselines of :mod:`training.baselines` on the same data
+(same cross-validation folds, same test metrics), times the exact search on
+the 256x256 test images, and checks the issue's targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["main"]
+
+MODELS = ("seed", "compact", "compact-features")
+
+
+def _exact_search_ms(images, target=0.90, n=20) -> float:
+    from svdk import policies
+    from training.labels import _session
+
+    times = []
+    for img in images[:n]:
+        t0 = time.perf_counter()
+        policies.get("quality")(_session(img), ("ssim", target))
+        times.append(time.perf_counter() - t0)
+    return 1e3 * float(np.median(times))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.report", description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", default="runs")
+    p.add_argument("--out", default="results/predictor.json")
+    p.add_argument("--data", default=None)
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+
+    from .baselines import BASELINES
+    from .data import DEFAULT_DATA, load_images
+    from .evaluate import build, cv_summary, folds, mae_per_target, test_metrics
+    from .labels import LabelStore, TARGETS, code_hash
+
+    items = load_images(args.data or DEFAULT_DATA)
+    store = LabelStore(None, TARGETS)
+    tv_items = items["train"] + items["val"]
+    tv = build(tv_items, store, brightness=True, desc="train+val labels")
+    test = build(items["test"], store, brightness=False, desc="test labels")
+
+    rows = {}
+    for name in MODELS:
+        path = Path(args.runs) / name / "metrics.json"
+        if not path.is_file():
+            print(f"note: {path} is missing; {name} is left out", file=sys.stderr)
+            continue
+        m = json.loads(path.read_text())
+        if m.get("label_code_hash") != code_hash(TARGETS):
+            print(f"note: {path} was made with labels of another code version", file=sys.stderr)
+        rows[name] = {
+            "kind": "network",
+            "command": m["command"],
+            "params": m["params"],
+            "model_bytes": m["model_bytes"],
+            "test": m["test"],
+            "cv": m["cv"],
+            "cv_best_epochs": m["cv_best_epochs"],
+            "final_epochs": m["final_epochs"],
+            "latency": m["latency"],
+            "train_seconds": m["seconds"],
+            "settings": m["settings"],
+            "label_code_hash": m.get("label_code_hash"),
+        }
+    for cls in BASELINES:
+        fold_maes = []
+        for held in folds(len(tv_items), args.folds, args.seed):
+            is_held = np.isin(tv.group, held)
+            model = cls().fit(tv.subset(~is_held))
+            ho = tv.subset(is_held & tv.original)
+            fold_maes.append(mae_per_target(model.predict(ho), ho.k))
+        model = cls().fit(tv)
+        rows[cls.name] = {
+            "kind": "baseline",
+            "description": cls.description,
+            "fitted": model.params(),
+            "test": test_metrics(model.predict(test), test, store, TARGETS),
+            "cv": cv_summary(fold_maes, TARGETS),
+        }
+
+    checks = {}
+    if "compact" in rows:
+        c = rows["compact"]["test"]["0.90"]["mae_k"]
+        const = rows["constant"]["test"]["0.90"]["mae_k"]
+        energy = rows["energy"]["test"]["0.90"]["mae_k"]
+        lat = (rows["compact"].get("latency") or {}).get("predict_ms_median", math.nan)
+        checks = {
+            "compact_vs_constant_at_0.90": {"ratio": c / const, "target": "<= 0.6", "met": c / const <= 0.6},
+            "compact_beats_energy_at_0.90": {"compact": c, "energy": energy, "met": c < energy},
+            "latency_ms": {"value": lat, "target": "<= 5", "met": lat <= 5},
+        }
+    report = {
+        "name": "rank predictor on BSDS500",
+        "description": (
+            "Luma rank for a target SSIM on the 256x256 BSDS500 images: models trained on train+val "
+            "(300 images plus one brightness copy each), evaluated once on test (200 images). "
+            "Labels: the codec's exact quality policy (ycbcr 4:2:0, SSIM on luma)."
+        ),
+        "commands": [
+            "python -m training.train --arch compact --out runs/compact",
+            "python -m training.train --arch compact --features --out runs/compact-features",
+            "(see models.seed.command for the seed run's limits)",
+            "python -m training.report",
+        ],
+        "targets": list(TARGETS),
+        "metrics": {
+            "mae_k": "mean |k_pred - k_label| on the test split",
+            "mae_bytes_pct": "mean |bytes(k_pred) - bytes(k_label)| / bytes(k_label), percent",
+            "reach": "share of test images whose file at k_pred reaches luma SSIM t",
+            "reach_minus_0.01": "same for t - 0.01",
+            "cv": "5-fold CV on train+val (grouped by source image): MAE in k, mean and std over folds",
+        },
+        "exact_search_ms_median_256": _exact_search_ms(test.work),
+        "label_code_hash": code_hash(TARGETS),
+        "models": rows,
+        "checks": checks,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(table(report))
+    print(f"wrote {out}")
+    return 0
+
+
+def table(report: dict) -> str:
+    """A Markdown table: per model, test MAE in k and % bytes, reach, CV at each target."""
+    lines = [
+        "| model | t | MAE k | MAE % bytes | reach t | reach t-0.01 | CV MAE k |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in report["models"].items():
+        for t, m in row["test"].items():
+            cv = (row.get("cv") or {}).get(t)
+            cvs = f"{cv['mae_k_mean']:.1f} ± {cv['mae_k_std']:.1f}" if cv else "-"
+            lines.append(
+                f"| {name} | {t} | {m['mae_k']:.1f} | {m['mae_bytes_pct']:.1f} | {m['reach']:.2f} | "
+                f"{m['reach_minus_0.01']:.2f} | {cvs} |"
+            )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
