@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from concurrent.futures import ThreadPoolExecutor
+
 from scipy.ndimage import uniform_filter
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
@@ -25,6 +27,8 @@ __all__ = ["psnr", "ssim", "bpp", "ssim_window"]
 
 DATA_RANGE = 255.0
 _K1, _K2 = 0.01, 0.03
+# Two filters of PlaneScorer run here, beside the calling thread.
+_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="svdk-ssim")
 
 
 def ssim_window(height: int, width: int) -> int | None:
@@ -106,19 +110,32 @@ class PlaneScorer:
         if self.metric == "psnr":
             mse = float(np.mean((self.ref - im2) ** 2))
             return math.inf if mse == 0 else 10.0 * math.log10(DATA_RANGE**2 / mse)
-        win, im1 = self.win, self.ref
-        ux, vx = self.ux, self.vx
-        uy = uniform_filter(im2, size=win)
-        uyy = uniform_filter(im2 * im2, size=win)
-        uxy = uniform_filter(im1 * im2, size=win)
-        vy = self.cov_norm * (uyy - uy * uy)
-        vxy = self.cov_norm * (uxy - ux * uy)
-        c1 = (_K1 * DATA_RANGE) ** 2
-        c2 = (_K2 * DATA_RANGE) ** 2
-        # scikit-image's expressions, with the terms that depend on the
-        # reference alone computed once (so sums are grouped differently:
-        # the values agree to rounding, not bit for bit).
-        a1, a2, b1, b2 = 2 * ux * uy + c1, 2 * vxy + c2, self.b1_x + uy**2, self.b2_x + vy
-        s = (a1 * a2) / (b1 * b2)
+        win = self.win
         pad = (win - 1) // 2
-        return float(s[pad : s.shape[0] - pad, pad : s.shape[1] - pad].mean(dtype=np.float64))
+        inner = (slice(pad, im2.shape[0] - pad), slice(pad, im2.shape[1] - pad))
+        # The three box filters of the candidate dominate the cost; scipy
+        # releases the GIL while filtering, so two run beside the caller.
+        sq = _POOL.submit(uniform_filter, im2 * im2, size=win)
+        cross = _POOL.submit(uniform_filter, self.ref * im2, size=win)
+        uy = uniform_filter(im2, size=win)[inner]
+        uyy, uxy = sq.result()[inner], cross.result()[inner]
+        # scikit-image's expressions on the cropped interior (the part it
+        # averages), with the terms that depend on the reference alone
+        # computed once and the rest in place: sums are grouped differently,
+        # so the values agree with it to rounding, not bit for bit.
+        ux = self.ux[inner]
+        uy2 = uy * uy
+        uyy -= uy2
+        uyy *= self.cov_norm
+        uyy += self.b2_x[inner]  # B2 = vx + vy + c2
+        uxy -= ux * uy
+        uxy *= 2.0 * self.cov_norm
+        uxy += (_K2 * DATA_RANGE) ** 2  # A2 = 2 vxy + c2
+        uy *= ux
+        uy *= 2.0
+        uy += (_K1 * DATA_RANGE) ** 2  # A1 = 2 ux uy + c1
+        uy2 += self.b1_x[inner]  # B1 = ux^2 + uy^2 + c1
+        uy *= uxy
+        uy2 *= uyy
+        uy /= uy2
+        return float(uy.mean(dtype=np.float64))

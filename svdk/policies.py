@@ -240,12 +240,17 @@ def search_rank(
 ):
     """Smallest ``k`` among ``candidates`` (default 1 .. max_rank) with ``score(k) >= target``.
 
-    The rank grows fourfold until the target is met; then the bracket
-    ``(lo, hi]`` shrinks by interpolating the score linearly in ``log k``,
-    falling back to bisection whenever interpolation fails to halve the
-    bracket, until ``lo`` and ``hi`` are neighbours. It assumes the score
-    grows with ``k`` (it does, up to quantization noise) and returns a ``k``
-    measured to meet the target with the candidate below it measured not to.
+    Quality grows roughly linearly in ``log k``, and the search leans on it.
+    From ``start`` the rank grows, by extrapolating the last two scores to the
+    target with 10% headroom (at least 1.25-fold, at most fourfold), until the
+    target is met. The bracket ``(lo, hi]`` then shrinks, each guess taken
+    on the line in ``log k`` through the two scores nearest the target; while the same end keeps moving, the
+    guess is pushed across by 1, 2, 4, ... candidates, and after four steps
+    in a row that fail to halve the bracket it bisects, so the worst case
+    stays logarithmic. It stops when ``lo`` and ``hi`` are neighbours. It assumes
+    the score grows with ``k`` (it does, up to quantization noise) and
+    returns a ``k`` measured to meet the target with the candidate below it
+    measured not to.
 
     Returns ``(k, score(k))``; raises :class:`OptionError` when even the
     largest candidate misses the target.
@@ -262,30 +267,40 @@ def search_rank(
     last = len(cand) - 1
     lo, i = -1, min(int(np.searchsorted(cand, start)), last)
     while not ok(i):
-        lo = i
         if i == last:
             raise OptionError(
                 f"the target cannot be reached: the best is {seen[i]:.4f} at the full rank {int(cand[i])}"
             )
-        i = min(int(np.searchsorted(cand, 4 * cand[i])), last)
+        grow = 4.0
+        if lo >= 0 and seen[i] > seen[lo]:
+            slope = (seen[i] - seen[lo]) / (logs[i] - logs[lo])
+            grow = min(4.0, max(1.25, 1.1 * math.exp((target - seen[i]) / slope)))
+        lo = i
+        i = min(int(np.searchsorted(cand, grow * cand[i])), last)
     hi = i
-    bisect = False
+    side, streak, slow = 0, 0, 0  # side: +1 when hi moved last, -1 when lo did
     while hi - lo > 1:
         width = hi - lo
-        if bisect or lo < 0:
+        if lo < 0 or slow >= 4:
             mid = (lo + hi) // 2
         else:
-            f_lo, f_hi = seen[lo], seen[hi]
-            frac = (target - f_lo) / (f_hi - f_lo) if f_hi > f_lo else 0.5
-            # quality grows roughly linearly in log(k)
-            guess = logs[lo] + frac * (logs[hi] - logs[lo])
-            mid = min(hi - 1, max(lo + 1, int(np.searchsorted(logs, guess))))
-        if ok(mid):
+            # the secant through the two scores nearest the target, which
+            # sit close on a curve that bends
+            j0, j1 = sorted(seen, key=lambda j: abs(seen[j] - target))[:2]
+            slope = (seen[j1] - seen[j0]) / (logs[j1] - logs[j0])
+            guess = logs[j0] + (target - seen[j0]) / slope if slope > 0 else 0.5 * (logs[lo] + logs[hi])
+            mid = int(np.searchsorted(logs, guess))
+            if streak >= 2:  # creeping from one side: step across, further each time
+                mid -= side * (1 << (streak - 2))
+            mid = min(hi - 1, max(lo + 1, mid))
+        moved = 1 if ok(mid) else -1
+        if moved > 0:
             hi = mid
         else:
             lo = mid
-        # interpolate again only while it keeps halving the bracket
-        bisect = not bisect and (hi - lo) > width // 2
+        streak = streak + 1 if moved == side else 1
+        side = moved
+        slow = slow + 1 if hi - lo > width // 2 else 0
     return int(cand[hi]), seen[hi]
 
 
