@@ -327,8 +327,15 @@ class Session:
         self.height, self.width = pixels.height, pixels.width
         data = to_planes(pixels.color, mode, subsampled)
         if tile:
-            from ._tiled import TiledPlane
+            from ._tiled import TiledPlane, padded_pixels
+            from .format import MAX_TILE_GRID
 
+            if padded_pixels(self.height, self.width, tile) > MAX_TILE_GRID:
+                raise OptionError(
+                    f"a {self.width}x{self.height} image in {tile}x{tile} tiles needs a grid of "
+                    f"{padded_pixels(self.height, self.width, tile)} pixels, above the limit of "
+                    f"{MAX_TILE_GRID}; use a smaller tile size or the global layout"
+                )
             self.planes = [TiledPlane(p, tile) for p in data]
         else:
             self.planes = [Plane(p, qstep) for p in data]

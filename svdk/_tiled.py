@@ -26,7 +26,7 @@ import math
 import numpy as np
 from scipy.fft import dct, idct
 
-__all__ = ["TiledPlane", "tile_grid", "decode_tiled_plane", "TILE_STEP_FACTOR", "DEFAULT_TILE"]
+__all__ = ["TiledPlane", "tile_grid", "padded_pixels", "decode_tiled_plane", "TILE_STEP_FACTOR", "DEFAULT_TILE"]
 
 #: Default tile size: the best of 8, 12, 16, 32 on Kodak (see the README).
 DEFAULT_TILE = 8
@@ -144,6 +144,17 @@ class TiledPlane:
         return decode_tiled_plane(ranks, dc, a, b, code, self.shape, self.tile)
 
 
+def padded_pixels(h: int, w: int, tile: int) -> int:
+    """Pixels of the whole tile grid that covers an ``h x w`` plane."""
+    ty, tx = tile_grid(h, w, tile)
+    return ty * tx * tile * tile
+
+
+#: Tiles of the grid are decoded in chunks of about this many pixels, so the
+#: work arrays stay small whatever the image (the output plane aside).
+CHUNK_PIXELS = 1 << 18
+
+
 def decode_tiled_plane(
     ranks: np.ndarray,
     dc: np.ndarray,
@@ -154,20 +165,48 @@ def decode_tiled_plane(
     tile: int,
     max_rank: int | None = None,
 ) -> np.ndarray:
-    """The float plane that tiled integers decode to (shared by encoder and decoder)."""
+    """The float plane that tiled integers decode to (shared by encoder and decoder).
+
+    The grid is decoded a chunk of tiles at a time (whole tile rows, or part
+    of one row when a row is longer than a chunk), in file order, so memory
+    beyond the float32 output is bounded by :data:`CHUNK_PIXELS`.
+    """
     h, w = shape
-    n = ranks.shape[0]
+    ty, tx = tile_grid(h, w, tile)
     step = code / 256.0
-    keep = np.arange(tile)[None, :] < ranks[:, None]
-    sel = keep.T
-    fa = np.zeros((tile, n, tile), dtype=np.float64)
-    fb = np.zeros((tile, n, tile), dtype=np.float64)
-    fa[sel] = np.reshape(a, (-1, tile)) * step
-    fb[sel] = np.reshape(b, (-1, tile)) * step
-    if max_rank is not None and max_rank < tile:
-        fa[max_rank:] = 0
-        fb[max_rank:] = 0
-    ua = idct(np.swapaxes(fa, 0, 1), axis=-1, norm="ortho")  # (n, T comps, T rows)
-    vb = idct(np.swapaxes(fb, 0, 1), axis=-1, norm="ortho")  # (n, T comps, T cols)
-    tiles = np.matmul(np.swapaxes(ua, 1, 2), vb) + (dc * step)[:, None, None]
-    return _from_tiles(tiles, h, w, tile).astype(np.float32)
+    a = np.reshape(a, (-1, tile))
+    b = np.reshape(b, (-1, tile))
+    comp = np.arange(tile)
+    # Coefficients are stored component-major: all tiles' first vectors, then
+    # all second ones... ``start[i]`` is where component i's run begins, and
+    # ``pos[i]`` how far the chunks read so far have consumed it.
+    per_comp = np.bincount(ranks, minlength=tile + 1)[::-1].cumsum()[::-1][1:]  # tiles with rank > i
+    pos = np.concatenate(([0], np.cumsum(per_comp)[:-1])).astype(np.int64)
+    limit = tile if max_rank is None else min(tile, max_rank)
+    per_chunk = max(1, CHUNK_PIXELS // (tile * tile))
+    out = np.empty((h, w), dtype=np.float32)
+    rows = max(1, per_chunk // tx)
+    for r0 in range(0, ty, rows):
+        r1 = min(ty, r0 + rows)
+        span = tx if r1 - r0 > 1 else min(tx, per_chunk)
+        for c0 in range(0, tx, span):
+            c1 = min(tx, c0 + span)
+            j = (np.arange(r0, r1)[:, None] * tx + np.arange(c0, c1)[None, :]).ravel()
+            rk = ranks[j]
+            keep = comp[:, None] < rk[None, :]  # (T components, m tiles)
+            idx = pos[:, None] + np.cumsum(keep, axis=1) - 1
+            pos += keep.sum(axis=1)
+            keep &= (comp < limit)[:, None]
+            fa = np.zeros((tile, len(j), tile), dtype=np.float64)
+            fb = np.zeros((tile, len(j), tile), dtype=np.float64)
+            fa[keep] = a[idx[keep]] * step
+            fb[keep] = b[idx[keep]] * step
+            ua = idct(np.swapaxes(fa, 0, 1), axis=-1, norm="ortho")  # (m, T comps, T rows)
+            vb = idct(np.swapaxes(fb, 0, 1), axis=-1, norm="ortho")  # (m, T comps, T cols)
+            tiles = np.matmul(np.swapaxes(ua, 1, 2), vb) + (dc[j] * step)[:, None, None]
+            block = tiles.reshape(r1 - r0, c1 - c0, tile, tile).transpose(0, 2, 1, 3)
+            block = block.reshape((r1 - r0) * tile, (c1 - c0) * tile)
+            y0, x0 = r0 * tile, c0 * tile
+            y1, x1 = min(h, r1 * tile), min(w, c1 * tile)
+            out[y0:y1, x0:x1] = block[: y1 - y0, : x1 - x0]
+    return out

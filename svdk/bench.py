@@ -9,12 +9,16 @@ codec it writes one results JSON in one schema::
      "per_image": {"kodim01": {"bpp": [...], "psnr-rgb": [...], ...}, ...}}
 
 where list position ``i`` is sweep point ``i`` and ``results`` averages the
-images at that point. Bits per pixel come from the real file bytes (header
-included), PSNR-RGB and SSIM from :mod:`svdk.metrics` on the decoded 8-bit
-image. A ``summary.json`` adds, for each codec against JPEG, the
-Bjøntegaard deltas over the fixed range 0.25 to 1.0 bpp (see :func:`bd_psnr`
-and :func:`bd_rate`) and the PSNR at 0.25, 0.5 and 1.0 bpp, all computed per
-image and then averaged; with plotly installed, ``rd.html`` charts bpp
+images at that point: ``null`` where a point does not apply to every image
+(an svdk rank larger than a small image is ``null`` in that image's
+``per_image`` lists), so that an averaged curve never mixes different sets
+of images. ``--points N`` runs only N points of each sweep. Bits per pixel
+come from the real file bytes (header included), PSNR-RGB and SSIM from
+:mod:`svdk.metrics` on the decoded 8-bit image. A ``summary.json`` adds,
+for each codec against JPEG, the Bjøntegaard deltas over the fixed range
+0.25 to 1.0 bpp (see :func:`bd_psnr` and :func:`bd_rate`) and the PSNR at
+0.25, 0.5 and 1.0 bpp, all computed per image and then averaged, and the
+command that re-runs it; with plotly installed, ``rd.html`` charts bpp
 against PSNR and SSIM.
 """
 
@@ -25,6 +29,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -35,7 +40,7 @@ from typing import Callable
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
-__all__ = ["CODECS", "bd_psnr", "bd_rate", "psnr_at", "run", "main"]
+__all__ = ["CODECS", "BenchError", "bd_psnr", "bd_rate", "psnr_at", "sweep_points", "summarize", "run", "main"]
 
 BD_RANGE = (0.25, 1.0)
 TARGET_BPP = (0.25, 0.5, 1.0)
@@ -116,7 +121,7 @@ def _curve(bpp, quality):
     bpp = np.asarray(bpp, dtype=float)
     quality = np.asarray(quality, dtype=float)
     ok = np.isfinite(bpp) & np.isfinite(quality) & (bpp > 0)
-    order = np.argsort(bpp[ok])
+    order = np.argsort(bpp[ok], kind="stable")
     x, y = np.log(bpp[ok][order]), quality[ok][order]
     x, idx = np.unique(x, return_index=True)
     return x, y[idx]
@@ -182,11 +187,37 @@ def psnr_at(bpp, psnr, target: float) -> float:
 # running
 
 
+class BenchError(ValueError):
+    """An image of the benchmark that cannot be read; the message names it."""
+
+
 def _load(path: Path) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except Exception as exc:  # Pillow raises several types for bad files
+        raise BenchError(f"{path}: cannot read the image ({type(exc).__name__}: {exc})") from None
+
+
+def sweep_points(codec: Codec, points: int | None = None) -> tuple:
+    """The settings of ``codec`` to run: its whole sweep, or ``points`` of them.
+
+    ``points`` settings are spread evenly over the sweep, its first (lowest
+    rate) and last (highest rate) included, so the curve keeps its ends.
+    """
+    n = len(codec.sweep)
+    if points is None or points >= n:
+        return codec.sweep
+    if points < 2:
+        raise ValueError(f"a sweep needs at least 2 points; got {points}")
+    # index i (n - 1) / (points - 1), rounded half up; distinct since points <= n
+    idx = [(2 * i * (n - 1) + points - 1) // (2 * (points - 1)) for i in range(points)]
+    return tuple(codec.sweep[i] for i in idx)
+
+
+_KEYS = ("bpp", "psnr-rgb", "ssim", "encoding_time", "decoding_time")
 
 
 def _code_one(args):
@@ -194,17 +225,22 @@ def _code_one(args):
     import warnings
 
     from . import metrics
-    from ._errors import SvdkWarning
+    from ._errors import OptionError, SvdkWarning
 
     warnings.simplefilter("ignore", SvdkWarning)
-    codec_name, path = args
+    codec_name, path, points = args
     codec = codecs()[codec_name]
     image = _load(Path(path))
     npx = image.shape[0] * image.shape[1]
-    rows = {"bpp": [], "psnr-rgb": [], "ssim": [], "encoding_time": [], "decoding_time": []}
-    for p in codec.sweep:
+    rows = {k: [] for k in _KEYS}
+    for p in sweep_points(codec, points):
         t0 = time.perf_counter()
-        data = codec.encode(image, p)
+        try:
+            data = codec.encode(image, p)
+        except OptionError:  # a setting this image cannot take (a rank above its size)
+            for k in _KEYS:
+                rows[k].append(None)
+            continue
         t1 = time.perf_counter()
         decoded = codec.decode(data, image)
         t2 = time.perf_counter()
@@ -225,8 +261,20 @@ def _mean(values):
     return float(np.mean(vals)) if vals else None
 
 
+def _mean_of_all(values):
+    """The mean when every image has a value (None when one lacks it, so that
+    an averaged curve never mixes different sets of images)."""
+    if any(v is None or not math.isfinite(v) for v in values):
+        return None
+    return float(np.mean(values)) if values else None
+
+
 def summarize(results: dict[str, dict], reference: str = "jpeg") -> dict:
-    """BD-rate, BD-PSNR and PSNR at fixed rates of every codec, per image then averaged."""
+    """BD-rate, BD-PSNR and PSNR at fixed rates of every codec, per image then averaged.
+
+    Each average comes with the number of images it is over (``..._images``):
+    an image whose curves do not cover the range gives no value.
+    """
     out = {"reference": reference, "bd_range_bpp": list(BD_RANGE), "codecs": {}}
     ref = results.get(reference)
     for name, res in results.items():
@@ -247,33 +295,52 @@ def summarize(results: dict[str, dict], reference: str = "jpeg") -> dict:
             row["bd_psnr_db"] = _mean(bdp)
             row["bd_rate_percent"] = _mean(bdr)
             row["bd_images"] = int(np.sum(np.isfinite(bdp)))
+            row["bd_rate_images"] = int(np.sum(np.isfinite(bdr)))
         out["codecs"][name] = row
     return out
 
 
-def run(images: list[Path], names: list[str], out_dir: Path, workers: int = 2, progress: bool = True) -> dict:
-    """Benchmark ``names`` on ``images``; write the JSON files and the chart to ``out_dir``."""
+def run(
+    images: list[Path],
+    names: list[str],
+    out_dir: Path,
+    workers: int = 2,
+    progress: bool = True,
+    *,
+    points: int | None = None,
+    command: str | None = None,
+) -> dict:
+    """Benchmark ``names`` on ``images``; write the JSON files and the chart to ``out_dir``.
+
+    ``points`` limits every codec's sweep (see :func:`sweep_points`);
+    ``workers=1`` runs in this process. ``command`` is recorded in
+    ``summary.json`` as the way to re-run the benchmark.
+    """
     from tqdm import tqdm
 
     available = codecs()
-    jobs = [(n, str(p)) for n in names if n in available for p in images]
+    jobs = [(n, str(p), points) for n in names if n in available for p in images]
     collected: dict[str, dict[str, dict]] = {n: {} for n in names if n in available}
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        for name, stem, rows in tqdm(
-            pool.map(_code_one, jobs), total=len(jobs), disable=not progress, desc="bench", unit="image"
-        ):
+    # The bar shows on a terminal only: no carriage-return noise in logs.
+    bar = dict(total=len(jobs), disable=None if progress else True, desc="bench", unit="image", file=sys.stderr)
+    if workers <= 1:
+        for name, stem, rows in tqdm(map(_code_one, jobs), **bar):
             collected[name][stem] = rows
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for name, stem, rows in tqdm(pool.map(_code_one, jobs), **bar):
+                collected[name][stem] = rows
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
     for name, per in collected.items():
         codec = available[name]
-        keys = ("bpp", "psnr-rgb", "ssim", "encoding_time", "decoding_time")
-        mean = {k: [_mean([per[i][k][j] for i in per]) for j in range(len(codec.sweep))] for k in keys}
+        sweep = sweep_points(codec, points)
+        mean = {k: [_mean_of_all([per[i][k][j] for i in per]) for j in range(len(sweep))] for k in _KEYS}
         results[name] = {
             "name": name,
             "description": codec.description,
-            "sweep": [p if not isinstance(p, tuple) else {p[0]: p[1]} for p in codec.sweep],
+            "sweep": [p if not isinstance(p, tuple) else {p[0]: p[1]} for p in sweep],
             "images": sorted(per),
             "results": mean,
             "per_image": {k: per[k] for k in sorted(per)},
@@ -283,7 +350,7 @@ def run(images: list[Path], names: list[str], out_dir: Path, workers: int = 2, p
     summary["images"] = [p.name for p in images]
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     summary["machine"] = _machine()
-    summary["command"] = "svdk bench " + " ".join(sys.argv[1:]) if sys.argv else ""
+    summary["command"] = command
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     _chart(results, out_dir / "rd.html")
     return summary
@@ -339,42 +406,86 @@ def _chart(results: dict, path: Path) -> None:
 
 def find_images(folder: Path) -> list[Path]:
     exts = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in exts)
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+    return value
+
+
+def _at_least_two(text: str) -> int:
+    value = _positive(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"a curve needs at least 2 points; got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="svdk bench", description="Rate-distortion of svdk and reference codecs on a folder of images."
+        prog="svdk bench",
+        description="Rate-distortion of svdk and reference codecs on a folder of images. Writes one "
+        "results JSON per codec, summary.json (BD-PSNR and BD-rate against JPEG over 0.25-1.0 bpp, "
+        "PSNR at 0.25, 0.5 and 1 bpp) and, with plotly, rd.html.",
     )
     p.add_argument("folder", nargs="?", default="../shared/data/kodak", help="images (default ../shared/data/kodak)")
     p.add_argument("--codecs", default=",".join(CODECS), help=f"comma-separated, from: {', '.join(CODECS)}")
     p.add_argument("--out", default=None, help="output folder (default results/bench-<folder name>)")
-    p.add_argument("--images", type=int, default=None, help="only the first N images (quick tries)")
-    p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    p.add_argument("--images", type=_positive, default=None, metavar="N",
+                   help="only the first N images, in name order (quick tries)")
+    p.add_argument("--points", type=_at_least_two, default=None, metavar="N",
+                   help="only N settings of each codec's sweep, spread evenly over it with the lowest "
+                   "and highest rate kept (quick tries; BD figures from fewer points are coarser)")
+    p.add_argument("--workers", type=_positive, default=2, metavar="N",
+                   help="processes (default 2; 1 runs everything in this process)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``svdk bench`` with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+
+    def fail(message: str, status: int) -> int:
+        print(f"svdk bench: error: {message}", file=sys.stderr)
+        return status
+
     folder = Path(args.folder)
     if not folder.is_dir():
-        print(
-            f"svdk bench: error: {folder} is not a folder of images. The Kodak and BSDS500 sets this "
-            "project uses are described in ../shared/data/README.md (Kodak: r0k.us/graphics/kodak).",
-            file=sys.stderr,
+        return fail(
+            f"{folder} is not a folder of images. The Kodak and BSDS500 sets this project uses "
+            "are described in ../shared/data/README.md (Kodak: r0k.us/graphics/kodak).",
+            2,
         )
-        return 1
-    images = find_images(folder)[: args.images]
-    if not images:
-        print(f"svdk bench: error: no images in {folder}", file=sys.stderr)
-        return 1
     names = [n.strip() for n in args.codecs.split(",") if n.strip()]
     unknown = [n for n in names if n not in CODECS]
-    if unknown:
-        print(f"svdk bench: error: unknown codec(s) {', '.join(unknown)}; known: {', '.join(CODECS)}", file=sys.stderr)
-        return 2
+    if unknown or not names:
+        return fail(f"unknown codec(s) {', '.join(unknown) or repr(args.codecs)}; known: {', '.join(CODECS)}", 2)
+    images = find_images(folder)[: args.images]
+    if not images:
+        return fail(f"no images (.png, .jpg, .bmp, .tif, .webp) in {folder}", 2)
+    stems = [p.stem for p in images]
+    same = sorted({s for s in stems if stems.count(s) > 1})
+    if same:
+        return fail(f"images with the same name in {folder} would share one result: {', '.join(same)}", 2)
+    available = codecs()
+    missing = [n for n in names if n not in available]
+    if missing:
+        print(f"svdk bench: note: this Pillow cannot write {', '.join(missing)}; left out", file=sys.stderr)
+        names = [n for n in names if n in available]
+        if not names:
+            return fail("none of the codecs asked for can run here", 2)
     out = Path(args.out) if args.out else Path("results") / f"bench-{folder.name}"
-    summary = run(images, names, out, workers=args.workers)
+    try:
+        summary = run(images, names, out, workers=args.workers, points=args.points,
+                      command=shlex.join(["svdk", "bench", *argv]))
+    except BenchError as exc:
+        return fail(str(exc), 1)
     print(f"{len(images)} images, {summary['seconds']} s; results in {out}/")
     print(f"{'codec':18} {'BD-PSNR dB':>10} {'BD-rate %':>10} " + " ".join(f"{'PSNR@' + format(t, 'g'):>9}" for t in TARGET_BPP))
     for name, row in summary["codecs"].items():

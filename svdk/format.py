@@ -111,8 +111,10 @@ as in the global layout.
 
 Readers check every field before they allocate anything sized by one: the
 magic, the version, the lengths against the real length of the data, the
-CRC, the dimensions against :data:`MAX_PIXELS`, the ranks against the plane
-sizes, and the decompressed size against what the payload could hold.
+CRC, the dimensions against :data:`MAX_PIXELS` (and, in the tiled layout,
+the tile grid that covers the image against :data:`MAX_TILE_GRID`), the
+ranks against the plane sizes, and the decompressed size against what the
+payload could hold.
 """
 
 from __future__ import annotations
@@ -130,6 +132,7 @@ __all__ = [
     "MAGIC",
     "VERSION",
     "MAX_PIXELS",
+    "MAX_TILE_GRID",
     "MODES",
     "Header",
     "PlaneRecord",
@@ -151,6 +154,10 @@ CODERS = {0: "zlib", 1: "lzma"}
 LAYOUTS = {0: "global", 1: "tiled"}
 _LAYOUT_CODES = {name: code for code, name in LAYOUTS.items()}
 MIN_TILE, MAX_TILE = 4, 64
+#: Most pixels the tile grid covering an image may have (edge tiles padded):
+#: a very thin image in large tiles would otherwise cost far more work than
+#: its pixels.
+MAX_TILE_GRID = 2 * MAX_PIXELS
 _LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": 8 << 20}]
 _CODER_CODES = {name: code for code, name in CODERS.items()}
 PREDICTORS = {0: "none", 1: "delta"}
@@ -530,6 +537,13 @@ def read_header(data: bytes | bytearray | memoryview) -> Header:
             f"the header claims a {width}x{height} image, above the limit of "
             f"{MAX_PIXELS} pixels"
         )
+    if layout == "tiled":
+        grid = -(-width // tile) * -(-height // tile) * tile * tile
+        if grid > MAX_TILE_GRID:
+            raise FormatError(
+                f"the header claims a {width}x{height} image in {tile}x{tile} tiles, a grid of {grid} "
+                f"pixels, above the limit of {MAX_TILE_GRID}"
+            )
     (crc,) = _CRC.unpack_from(view, size - _CRC.size)
     if zlib.crc32(view[: size - _CRC.size]) != crc:
         raise FormatError("CRC mismatch: the .svdk file is corrupted")

@@ -4,11 +4,19 @@ Thousands of mutations of valid files, from a seeded generator. A mutated file
 must either be refused with :class:`svdk.FormatError` or decode to a ``uint8``
 image of the shape its header announces. Any other exception, or a numpy
 warning (overflow, invalid cast) while decoding, fails the test.
+
+Both layouts are covered: the global one (zlib) and the tiled one (LZMA), the
+latter with its own forgeries too (layout and tile-size bytes, tile ranks,
+another tile size over the same grid). Forged headers that announce a huge
+image are refused before the decoder allocates anything of that size
+(measured with :mod:`tracemalloc`, which sees numpy's buffers).
 """
 
 from __future__ import annotations
 
+import lzma
 import random
+import tracemalloc
 import warnings
 import zlib
 from dataclasses import replace
@@ -23,6 +31,27 @@ MUTATIONS_PER_KIND = 1000  # x 8 kinds x 4 files = 32,000 mutations
 SEED = 20240601
 
 
+def _tiled_files() -> dict[str, bytes]:
+    """Tiled files: sizes that are not a multiple of the tile, an image smaller
+    than its tile, every colour mode, alpha, 1- and 2-byte samples."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", svdk.SvdkWarning)
+        files = {
+            "tiled gray 20x13 T8": svdk.compress(smooth_image(13, 20, 1, seed=5), tiled=True, energy=0.95),
+            "tiled rgb 12x10 T4": svdk.compress(smooth_image(10, 12, 3, seed=6), mode="rgb", tiled=True,
+                                                tile_size=4, energy=0.9),
+            "tiled ycbcr+alpha 17x15 T8": svdk.compress(smooth_image(15, 17, 4, seed=7), tiled=True,
+                                                        energy=0.9),
+            "tiled ycbcr 4:4:4 9x11 T16": svdk.compress(smooth_image(11, 9, 3, seed=8, noise=30), tiled=True,
+                                                        tile_size=16, subsampling="4:4:4", energy=1.0),
+        }
+    for data in files.values():
+        head = svdk.info(data)
+        assert head["layout"] == "tiled" and head["coder"] == "lzma", head
+    assert any(2 in svdk.info(d)["sample_bytes"] for d in files.values())
+    return files
+
+
 def _files() -> dict[str, bytes]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", svdk.SvdkWarning)
@@ -33,6 +62,25 @@ def _files() -> dict[str, bytes]:
             "ycbcr 2-byte": svdk.compress(smooth_image(11, 13, 3, seed=4), ranks=(5, 3, 3),
                                           subsampling="4:4:4", qstep=1 / 256),
         }
+
+
+# ---------------------------------------------------------------------------
+# the payload stream, by the coder the header names (spec: 0 zlib, 1 raw LZMA2
+# with preset 9 and an 8 MiB dictionary)
+
+LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": 8 << 20}]
+
+
+def _raw(f: SvdkFile) -> bytes:
+    if f.coder == 1:
+        return lzma.decompress(f.payload, format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)
+    return zlib.decompress(f.payload)
+
+
+def _with_raw(f: SvdkFile, raw: bytes) -> SvdkFile:
+    if f.coder == 1:
+        return replace(f, payload=lzma.compress(raw, format=lzma.FORMAT_RAW, filters=LZMA_FILTERS))
+    return replace(f, payload=zlib.compress(raw, 6))
 
 
 # ---------------------------------------------------------------------------
@@ -91,11 +139,11 @@ def overwrite_field(rng: random.Random, data: bytes) -> bytes:
 def mutate_payload(rng: random.Random, data: bytes) -> bytes:
     """Change the decompressed factors and recompress, so every check but the values passes."""
     f = SvdkFile.parse(data)
-    raw = bytearray(f.raw())
+    raw = bytearray(_raw(f))
     for _ in range(rng.randint(1, 6)):
         value = rng.choice([0, 1, 0x7F, 0x80, 0xFE, 0xFF, rng.randrange(256)])
         raw[rng.randrange(len(raw))] = value
-    return f.with_raw(bytes(raw)).to_bytes()
+    return _with_raw(f, bytes(raw)).to_bytes()
 
 
 def mutate_stream(rng: random.Random, data: bytes) -> bytes:
@@ -127,6 +175,61 @@ MUTATORS = [flip_bytes, truncate, insert, overwrite_header, overwrite_field, mut
             mutate_stream, resize_consistently]
 
 
+# Tiled layout. Header bytes 21, 22, 23 (``SvdkFile.reserved``) are the layout,
+# the tile size T and a reserved zero.
+def _tiles(f: SvdkFile, tile: int) -> list[tuple[int, int]]:
+    """``(rows, cols)`` of tiles of every plane."""
+    return [(-(-h // tile), -(-w // tile)) for h, w in f.plane_shapes()]
+
+
+def overwrite_tiled_field(rng: random.Random, data: bytes) -> bytes:
+    """The layout, tile-size or reserved byte set to an edge value; CRC made consistent."""
+    f = SvdkFile.parse(data)
+    b = bytearray(f.reserved)
+    i = rng.randrange(3)
+    b[i] = rng.choice([0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 63, 64, 65, 128, 255])
+    return replace(f, reserved=bytes(b)).to_bytes(fix_lengths=False)
+
+
+def mutate_tile_ranks(rng: random.Random, data: bytes) -> bytes:
+    """Change tile ranks in the stream (offsets from the spec), sometimes raising the
+    header's plane rank to T so that a larger tile rank passes the header check."""
+    f = SvdkFile.parse(data)
+    tile = f.reserved[1]
+    raw = bytearray(_raw(f))
+    starts, pos = [], 0
+    for (ty, tx), plane in zip(_tiles(f, tile), f.planes):
+        n = ty * tx
+        starts.append((pos, n))
+        total = tile * sum(raw[pos : pos + n])
+        pos += n + (n + 2 * total) * plane.sample_bytes
+    i = rng.randrange(len(starts))
+    start, n = starts[i]
+    for _ in range(rng.randint(1, 3)):
+        raw[start + rng.randrange(n)] = rng.choice([0, 1, f.planes[i].rank, f.planes[i].rank + 1, tile, 255])
+    f = _with_raw(f, bytes(raw))
+    if rng.random() < 0.5:
+        f.planes[i] = replace(f.planes[i], rank=tile)
+    return f.to_bytes()
+
+
+def retile(rng: random.Random, data: bytes) -> bytes:
+    """Another tile size, preferably one that gives every plane the same grid of tiles
+    (so the tile ranks still fit); plane ranks capped at the new size."""
+    f = SvdkFile.parse(data)
+    tile = f.reserved[1]
+    same = [t for t in range(4, 65) if t != tile and _tiles(f, t) == _tiles(f, tile)]
+    new = rng.choice(same) if same and rng.random() < 0.8 else rng.choice([t for t in range(4, 65) if t != tile])
+    b = bytearray(f.reserved)
+    b[1] = new
+    planes = [replace(p, rank=min(p.rank, new)) for p in f.planes]
+    return replace(f, reserved=bytes(b), planes=planes).to_bytes(fix_lengths=False)
+
+
+TILED_MUTATORS = [*MUTATORS, overwrite_tiled_field, mutate_tile_ranks, retile]
+TILED_MUTATIONS_PER_KIND = 300  # x 11 kinds x 4 files = 13,200 mutations
+
+
 def _check(data: bytes) -> str:
     """Decode ``data``; return 'refused' or 'decoded', or fail the test."""
     try:
@@ -145,12 +248,22 @@ def _check(data: bytes) -> str:
     return "decoded"
 
 
-@pytest.mark.parametrize("mutator", MUTATORS, ids=lambda m: m.__name__)
-def test_mutated_files_are_refused_or_decoded(mutator):
-    rng = random.Random(f"{SEED}-{mutator.__name__}")
+SOURCES = {"global": (_files, MUTATIONS_PER_KIND, ""), "tiled": (_tiled_files, TILED_MUTATIONS_PER_KIND, "tiled-")}
+# forgeries that keep every size consistent: some of them must reach the factor decoding
+CONSISTENT = (mutate_payload, resize_consistently, overwrite_field, mutate_tile_ranks, retile)
+
+
+@pytest.mark.parametrize(
+    "layout, mutator",
+    [("global", m) for m in MUTATORS] + [("tiled", m) for m in TILED_MUTATORS],
+    ids=lambda v: v if isinstance(v, str) else v.__name__,
+)
+def test_mutated_files_are_refused_or_decoded(layout, mutator):
+    files, count, tag = SOURCES[layout]
+    rng = random.Random(f"{SEED}-{tag}{mutator.__name__}")
     seen = {"refused": 0, "decoded": 0}
-    for name, data in _files().items():
-        for i in range(MUTATIONS_PER_KIND):
+    for name, data in files().items():
+        for i in range(count):
             bad = mutator(rng, data)
             if bad == data:
                 continue
@@ -165,8 +278,90 @@ def test_mutated_files_are_refused_or_decoded(mutator):
     # that keep every size consistent do reach the factor decoding.
     if mutator is not mutate_payload:
         assert seen["refused"] > 0, seen
-    if mutator in (mutate_payload, resize_consistently, overwrite_field):
+    if mutator in CONSISTENT:
         assert seen["decoded"] > 0, seen
+
+
+def _forge_tiled(data: bytes, *, width=None, height=None, tile=None, rank=None, sample_bytes=None) -> bytes:
+    """A tiled file with header fields replaced; lengths as they were, CRC recomputed."""
+    f = SvdkFile.parse(data)
+    b = bytearray(f.reserved)
+    if tile is not None:
+        b[1] = tile
+    planes = [replace(p, rank=p.rank if rank is None else rank,
+                      sample_bytes=p.sample_bytes if sample_bytes is None else sample_bytes) for p in f.planes]
+    f = replace(f, width=width or f.width, height=height or f.height, reserved=bytes(b), planes=planes)
+    return f.to_bytes(fix_lengths=False)
+
+
+HUGE = [
+    dict(width=9000, height=9000),  # 81 M pixels, just under MAX_PIXELS
+    dict(width=9000, height=9000, tile=4, rank=4),  # the most tiles
+    dict(width=9000, height=9000, tile=64, rank=64, sample_bytes=4),  # the most data per tile
+    dict(width=1, height=89_000_000, tile=64),  # a thin image: 64 x the pixels once padded
+    dict(width=65535, height=1365),
+]
+
+
+@pytest.mark.parametrize("fields", HUGE, ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()))
+@pytest.mark.parametrize("name", list(_tiled_files()))
+def test_a_forged_huge_tiled_header_is_refused_before_allocating(name, fields):
+    data = _forge_tiled(_tiled_files()[name], **fields)
+    tracemalloc.start()
+    try:
+        with pytest.raises(svdk.FormatError):
+            svdk.decompress(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # the LZMA decoder's dictionary (8 MiB, fixed by the spec, whatever the
+    # header says) and buffers the size of the real data; nothing near the
+    # tens of millions of pixels the header claims
+    assert peak < (8 << 20) + (1 << 20), f"{peak} bytes allocated before the refusal"
+
+
+def _thin_tiled_file(width: int, tile: int = 64) -> bytes:
+    """A valid tiled file of a 1 x ``width`` gray image, every tile at rank 0 and
+    mean 0 (black): per the spec, ``ceil(width / T)`` rank bytes and as many
+    mean bytes, LZMA-compressed to a few dozen bytes."""
+    n = -(-width // tile)
+    payload = lzma.compress(bytes(2 * n), format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)
+    f = SvdkFile(b"SVDK", 1, 0, 36, width, 1, 0, 0, 1, 1, 0, bytes([1, tile, 0]), len(payload),
+                 [Plane(0, 256, 1)], b"", payload)
+    return f.to_bytes()
+
+
+def test_decoding_a_thin_tiled_image_needs_bounded_work_memory():
+    """A 1-pixel-high image in 64-pixel tiles pads to 64 times its pixels: the
+    decoder works a chunk of tiles at a time, so its memory is the output
+    plus a bounded chunk, not the padded grid (here 64 x 300 000 pixels)."""
+    width = 300_000
+    data = _thin_tiled_file(width)
+    assert len(data) < 200
+    tracemalloc.start()
+    try:
+        out = svdk.decompress(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.shape == (1, width) and not out.any()
+    grid_bytes = 64 * width * 8  # one float64 array over the padded grid: 154 MB
+    assert peak < 40 * width + (24 << 20) < grid_bytes // 3, f"{peak / 1e6:.0f} MB at peak"
+
+
+def test_a_thin_tiled_image_whose_grid_is_too_large_is_refused():
+    """1 x 3 000 000 pixels fit MAX_PIXELS, but not in 64-pixel tiles (a grid of 192 M pixels)."""
+    data = _thin_tiled_file(3_000_000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(svdk.FormatError, match="grid"):
+            svdk.decompress(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < (8 << 20) + (1 << 20)
+    with pytest.raises(svdk.OptionError, match="smaller tile size or the global layout"):
+        svdk.compress(np.zeros((1, 3_000_000), np.uint8), quality="psnr:30", tiled=True, tile_size=64)
 
 
 @pytest.mark.parametrize("predictor", [0, 1])

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import lzma
 import os
 import subprocess
 import sys
 import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ from PIL import Image
 
 import svdk
 from svdk import metrics
-from _support import png_bytes, reference_decode, smooth_image
+from _support import SvdkFile, png_bytes, reference_decode, smooth_image
 
 pytestmark = pytest.mark.filterwarnings("ignore::svdk.SvdkWarning")
 
@@ -179,6 +181,154 @@ def test_bad_max_rank_is_an_option_error(rgb_image, bad):
     data = svdk.compress(rgb_image, rank=3)
     with pytest.raises(svdk.OptionError, match="max_rank"):
         svdk.decompress(data, max_rank=bad)
+
+
+# ----------------------------------------------------------------------------
+# the tiled layout: images smaller than a tile, sizes not a multiple of it
+
+_LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": 8 << 20}]  # the spec's stream
+
+
+def _dct_matrix(n: int) -> np.ndarray:
+    """Orthonormal DCT-II as a matrix: ``X = C @ x``, so the DCT-III inverse is ``x = C.T @ X``."""
+    k, i = np.arange(n)[:, None], np.arange(n)[None, :]
+    c = np.sqrt(2.0 / n) * np.cos(np.pi * (2 * i + 1) * k / (2 * n))
+    c[0] /= np.sqrt(2.0)
+    return c
+
+
+def reference_decode_tiled(data: bytes, max_rank: int | None = None) -> np.ndarray:
+    """Decode a tiled gray, rgb or ycbcr 4:4:4 file in float64, straight from the spec."""
+    f = SvdkFile.parse(data)
+    layout, tile = f.reserved[0], f.reserved[1]
+    assert layout == 1 and not f.subsampled
+    raw = lzma.decompress(f.payload, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS) if f.coder == 1 \
+        else zlib.decompress(f.payload)
+    dct = _dct_matrix(tile)
+    planes, pos = [], 0
+    for (h, w), p in zip(f.plane_shapes(), f.planes):
+        ty, tx = -(-h // tile), -(-w // tile)
+        n = ty * tx
+        ranks = np.frombuffer(raw, np.uint8, n, pos).astype(int)
+        pos += n
+        total = tile * int(ranks.sum())
+        count = n + 2 * total
+        chunk = np.frombuffer(raw, np.uint8, count * p.sample_bytes, pos)
+        pos += count * p.sample_bytes
+        z = np.zeros(count, np.int64)
+        for b in range(p.sample_bytes):  # byte planes, least significant first
+            z += chunk[b * count : (b + 1) * count].astype(np.int64) << (8 * b)
+        v = np.where(z % 2 == 0, z // 2, -(z + 1) // 2)  # zigzag
+        # means: differences from the tile to the left, the first of a row from the one above
+        d = v[:n].reshape(ty, tx).copy()
+        d[:, 0] = np.cumsum(d[:, 0])
+        means = np.cumsum(d, axis=1).ravel()
+        a_coef, b_coef = np.zeros((n, tile, tile)), np.zeros((n, tile, tile))
+        k = 0
+        for i in range(tile):  # component-major
+            for t in np.flatnonzero(ranks > i):
+                a_coef[t, i] = v[n + k * tile : n + (k + 1) * tile]
+                b_coef[t, i] = v[n + total + k * tile : n + total + (k + 1) * tile]
+                k += 1
+        step = p.qstep / 256.0
+        grid = np.zeros((ty * tile, tx * tile))
+        for t in range(n):
+            r = ranks[t] if max_rank is None else min(ranks[t], max_rank)
+            u = (step * a_coef[t, :r]) @ dct  # rows: the inverse DCT of each coefficient vector
+            vv = (step * b_coef[t, :r]) @ dct
+            y, x = divmod(t, tx)
+            grid[y * tile : (y + 1) * tile, x * tile : (x + 1) * tile] = step * means[t] + u.T @ vv
+        planes.append(grid[:h, :w])
+    if f.mode == 0:
+        img = planes[0]
+    elif f.mode == 1:
+        img = np.stack(planes, axis=-1)
+    else:
+        y, cb, cr = planes[0], planes[1] - 128.0, planes[2] - 128.0
+        img = np.stack([y + 1.402 * cr, y - 0.344136286 * cb - 0.714136286 * cr, y + 1.772 * cb], axis=-1)
+    img = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    if f.alpha:
+        alpha = np.frombuffer(raw, np.uint8, f.width * f.height, pos).reshape(f.height, f.width)
+        img = np.concatenate([img if img.ndim == 3 else img[..., None], alpha[..., None]], axis=-1)
+    return img
+
+
+@settings(max_examples=60)
+@given(
+    height=st.integers(1, 40),
+    width=st.integers(1, 40),
+    tile=st.sampled_from([4, 5, 8, 16, 64]),
+    kind=st.sampled_from(["gray", "rgb", "ycbcr", "ycbcr 4:4:4"]),
+    alpha=st.booleans(),
+    seed=st.integers(0, 2**16),
+    energy=st.floats(0.5, 1.0),
+    progressive_fraction=st.floats(0, 1),
+)
+@example(1, 1, 8, "ycbcr", True, 0, 1.0, 0.0)  # one pixel in an 8x8 tile
+@example(3, 7, 64, "rgb", False, 0, 0.9, 0.5)  # far smaller than the tile
+@example(17, 9, 8, "ycbcr", True, 0, 0.95, 1.0)  # a partial last row and column of tiles
+@example(40, 33, 16, "gray", True, 0, 0.99, 0.3)
+def test_tiled_roundtrip_of_any_size(height, width, tile, kind, alpha, seed, energy, progressive_fraction):
+    channels = (1 if kind == "gray" else 3) + (1 if alpha else 0)
+    image = smooth_image(height, width, channels, seed=seed)
+    options = {"tiled": True, "tile_size": tile, "energy": energy}
+    if kind != "gray":
+        options["mode"] = kind.split()[0]
+        options["subsampling"] = "4:4:4" if kind == "ycbcr 4:4:4" else "4:2:0"
+    data = svdk.compress(image, **options)
+    head = svdk.info(data)
+    assert head["layout"] == "tiled" and head["tile"] == tile
+    assert (head["width"], head["height"]) == (width, height)
+
+    out = svdk.decompress(data)
+    assert out.dtype == np.uint8 and out.shape == image.shape
+    if alpha:
+        np.testing.assert_array_equal(out[..., -1], image[..., -1])
+    j = 1 + int(progressive_fraction * (tile - 1))
+    partial = svdk.decompress(data, max_rank=j)
+    assert partial.dtype == np.uint8 and partial.shape == image.shape
+
+    if head["subsampling"] != "4:2:0":
+        # the spec decoder agrees, full and progressive (float64 against float32)
+        for got, j_ in ((out, None), (partial, j)):
+            assert np.abs(got.astype(int) - reference_decode_tiled(data, max_rank=j_)).max() <= 1
+
+
+@pytest.mark.parametrize(
+    "height, width, tile",
+    [(1, 1, 8), (5, 3, 8), (13, 20, 8), (33, 65, 16), (65, 63, 64), (1, 40, 8), (30, 7, 4)],
+)
+@pytest.mark.parametrize("kind", ["gray", "rgb", "ycbcr 4:4:4"])
+def test_a_partial_tile_codes_like_the_image_padded_to_whole_tiles(height, width, tile, kind):
+    """The spec pads the last tiles by repeating the edge: an image coded as is
+    and the same image padded out to whole tiles give the same pixels.
+
+    A tile read or placed one row off, or padded with zeros, breaks this.
+    """
+    image = smooth_image(height, width, 1 if kind == "gray" else 3, seed=height * 100 + width, noise=20)
+    ty, tx = -(-height // tile), -(-width // tile)
+    pad = ((0, ty * tile - height), (0, tx * tile - width)) + (() if kind == "gray" else ((0, 0),))
+    padded = np.pad(image, pad, mode="edge")
+    options = {"tiled": True, "tile_size": tile, "energy": 0.97}
+    if kind != "gray":
+        options.update(mode=kind.split()[0], subsampling="4:4:4")
+    out = svdk.decompress(svdk.compress(image, **options))
+    out_padded = svdk.decompress(svdk.compress(padded, **options))
+    np.testing.assert_array_equal(out, out_padded[:height, :width])
+    # and the coding is not trivially bad at the edge: the last (partial) row
+    # and column of tiles are no worse than the image as a whole, within 3 dB
+    edge = np.zeros((height, width), bool)
+    edge[(ty - 1) * tile :, :] = True
+    edge[:, (tx - 1) * tile :] = True
+    if not edge.all():
+        err = (out.astype(float) - image) ** 2
+        assert err[edge].mean() <= 2 * err.mean() + 1
+
+
+@pytest.mark.parametrize("bad", [3, 65, 0, 8.0, True])
+def test_tile_sizes_outside_4_to_64_are_an_option_error(rgb_image, bad):
+    with pytest.raises(svdk.OptionError, match="tile size"):
+        svdk.compress(rgb_image, tiled=True, tile_size=bad, energy=0.9)
 
 
 # ----------------------------------------------------------------------------

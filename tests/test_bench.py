@@ -1,0 +1,495 @@
+"""Tests of ``svdk bench`` (:mod:`svdk.bench`): the Bjøntegaard figures, PSNR at
+a given rate, and a real run on two small images.
+
+The BD functions are checked three ways: against values worked out by hand
+(curves that are straight lines in ``log(bpp)``, which PCHIP reproduces
+exactly), against exact identities (a shifted curve, a curve at half the
+rate), and against the ``bjontegaard`` package (its PCHIP method) on curves
+whose overlap is exactly the fixed range 0.25-1.0 bpp, so that its
+overlap-based range and our fixed range are the same interval.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import shlex
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import svdk
+from _support import psnr_reference
+from svdk import bench, cli
+from svdk.bench import bd_psnr, bd_rate, psnr_at
+
+LN2 = math.log(2.0)
+
+
+def line(a: float, b: float, bpp) -> np.ndarray:
+    """PSNR ``a + b ln(bpp)``: a straight line in log-rate."""
+    return a + b * np.log(np.asarray(bpp, dtype=float))
+
+
+def realistic(bpp, *, knee: float = 3.0, gain: float = 9.0, base: float = 22.0) -> np.ndarray:
+    """A concave, increasing RD curve, not a line in log-rate (so PCHIP matters)."""
+    bpp = np.asarray(bpp, dtype=float)
+    return base + gain * np.log1p(knee * bpp) - 1.5 * bpp
+
+
+REF_BPP = np.array([0.12, 0.2, 0.33, 0.5, 0.71, 1.1, 1.6])
+
+
+# ----------------------------------------------------------------------------
+# Bjøntegaard deltas: values by hand
+
+
+def test_identical_curves_have_no_delta():
+    psnr = realistic(REF_BPP)
+    assert bd_psnr(REF_BPP, psnr, REF_BPP, psnr) == 0.0
+    assert bd_rate(REF_BPP, psnr, REF_BPP, psnr) == 0.0
+
+
+@pytest.mark.parametrize("shift", [1.0, -2.5])
+def test_a_curve_shifted_in_psnr_has_that_bd_psnr(shift):
+    psnr = realistic(REF_BPP)
+    assert bd_psnr(REF_BPP, psnr, REF_BPP, psnr + shift) == pytest.approx(shift, abs=1e-12)
+    assert bd_psnr(REF_BPP, psnr + shift, REF_BPP, psnr) == pytest.approx(-shift, abs=1e-12)
+
+
+@pytest.mark.parametrize("factor, percent", [(0.5, -50.0), (2.0, 100.0), (0.8, -20.0)])
+def test_a_curve_at_a_fraction_of_the_rate_has_that_bd_rate(factor, percent):
+    psnr = realistic(REF_BPP)
+    assert bd_rate(REF_BPP, psnr, REF_BPP * factor, psnr) == pytest.approx(percent, abs=1e-9)
+
+
+def test_bd_psnr_of_lines_in_log_rate_is_the_mean_gap_over_0_25_to_1_bpp():
+    # ref 30 + 4 ln r, test 31 + 5 ln r: the gap is 1 + ln r, whose mean over
+    # ln r in [ln 0.25, 0] is 1 + ln(0.25) / 2 = 1 - ln 2. The curves span
+    # 0.1-2 bpp, so a method that used their whole overlap would give
+    # 1 + (ln 0.1 + ln 2) / 2 = 0.195 instead of 0.307.
+    bpp = np.geomspace(0.1, 2.0, 6)
+    got = bd_psnr(bpp, line(30, 4, bpp), bpp, line(31, 5, bpp))
+    assert got == pytest.approx(1.0 - LN2, abs=1e-12)
+
+
+def test_bd_rate_of_lines_in_log_rate_by_hand():
+    # ln r = (P - a) / b. Over the PSNR interval of the reference between
+    # 0.25 and 1 bpp, [a - 2 b ln 2, a], the mean of P is a - b ln 2 and the
+    # log-rate gap is linear in P, so its mean is the gap at that mean.
+    a, b, a2, b2 = 30.0, 4.0, 31.0, 5.0
+    bpp = np.geomspace(0.1, 2.0, 6)
+    p_mean = a - b * LN2
+    gap = (p_mean - a2) / b2 - (p_mean - a) / b
+    got = bd_rate(bpp, line(a, b, bpp), bpp, line(a2, b2, bpp))
+    assert got == pytest.approx(100.0 * math.expm1(gap), abs=1e-9)
+
+
+def test_bd_rate_of_parallel_lines_is_the_shift_over_the_slope():
+    bpp = np.geomspace(0.1, 2.0, 5)
+    got = bd_rate(bpp, line(30, 4, bpp), bpp, line(31.5, 4, bpp))
+    assert got == pytest.approx(100.0 * math.expm1(-1.5 / 4), abs=1e-9)
+
+
+def test_a_curve_at_half_the_rate_gains_slope_times_ln2_in_bd_psnr():
+    # test(r) = ref(2 r) for a line a + b ln r: the gain is b ln 2 everywhere.
+    bpp = np.geomspace(0.1, 2.0, 7)
+    got = bd_psnr(bpp, line(30, 6 / LN2, bpp), bpp / 2, line(30, 6 / LN2, bpp))
+    assert got == pytest.approx(6.0, abs=1e-12)
+
+
+def test_points_order_and_missing_values_do_not_matter():
+    psnr = realistic(REF_BPP)
+    test_psnr = realistic(REF_BPP, gain=9.5)
+    want = bd_psnr(REF_BPP, psnr, REF_BPP, test_psnr)
+    perm = np.random.default_rng(3).permutation(len(REF_BPP))
+    shuffled = bd_psnr(REF_BPP[perm], psnr[perm], REF_BPP[perm], test_psnr[perm])
+    assert shuffled == pytest.approx(want, abs=1e-12)
+    # a lossless point (PSNR None in the JSON) is left out
+    with_none = bd_psnr([*REF_BPP, 12.0], [*psnr, None], REF_BPP, test_psnr)
+    assert with_none == pytest.approx(want, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "test_bpp",
+    [np.array([0.3, 0.5, 0.8, 1.4]), np.array([0.1, 0.3, 0.6, 0.9])],
+    ids=["starts above 0.25", "ends below 1.0"],
+)
+def test_bd_psnr_is_nan_when_a_curve_does_not_cover_the_range(test_bpp):
+    psnr = realistic(REF_BPP)
+    assert math.isnan(bd_psnr(REF_BPP, psnr, test_bpp, realistic(test_bpp)))
+    assert math.isnan(bd_psnr(test_bpp, realistic(test_bpp), REF_BPP, psnr))
+
+
+def test_bd_is_nan_without_two_points_or_a_shared_psnr_interval():
+    psnr = realistic(REF_BPP)
+    assert math.isnan(bd_psnr(REF_BPP, psnr, [0.5], [30.0]))
+    assert math.isnan(bd_rate(REF_BPP, psnr, [0.5], [30.0]))
+    # the test codec never gets down to the reference's PSNR at 1 bpp
+    assert math.isnan(bd_rate(REF_BPP, psnr, REF_BPP, psnr + 20.0))
+
+
+# ----------------------------------------------------------------------------
+# Bjøntegaard deltas: the bjontegaard package
+
+
+def _package_cases():
+    """Reference curves from exactly 0.25 to 1.0 bpp, test curves reaching past
+    both ends in rate and in PSNR: the package's overlap is then exactly our
+    fixed range, in rate (BD-PSNR) and in PSNR (BD-rate)."""
+    rng = np.random.default_rng(20240601)
+    cases = []
+    while len(cases) < 6:
+        i = len(cases)
+        ref_bpp = np.sort(np.concatenate([[0.25, 1.0], rng.uniform(0.27, 0.97, 3 + i % 3)]))
+        test_bpp = np.sort(np.concatenate([[rng.uniform(0.08, 0.15), rng.uniform(1.6, 2.5)],
+                                           rng.uniform(0.2, 1.2, 3)]))
+        ref = realistic(ref_bpp, knee=rng.uniform(1, 6), gain=rng.uniform(7, 10))
+        test = realistic(test_bpp, knee=rng.uniform(1, 6), gain=rng.uniform(7, 10),
+                         base=22.0 + rng.uniform(-1.0, 1.0))
+        if test.min() < ref.min() and test.max() > ref.max():
+            cases.append(pytest.param(ref_bpp, ref, test_bpp, test, id=f"case{i}"))
+    return cases
+
+
+@pytest.mark.parametrize("ref_bpp, ref, test_bpp, test", _package_cases())
+def test_bd_figures_match_the_bjontegaard_package(ref_bpp, ref, test_bpp, test):
+    bjontegaard = pytest.importorskip("bjontegaard", reason="pip install 'svdk[bench]'")
+    kw = dict(method="pchip", require_matching_points=False, min_overlap=0)
+    # the package integrates over the PSNR overlap; make sure it is ours
+    assert test.min() < ref.min() and test.max() > ref.max()
+    want_psnr = bjontegaard.bd_psnr(ref_bpp, ref, test_bpp, test, **kw)
+    want_rate = bjontegaard.bd_rate(ref_bpp, ref, test_bpp, test, **kw)
+    assert bd_psnr(ref_bpp, ref, test_bpp, test) == pytest.approx(want_psnr, rel=1e-9, abs=1e-9)
+    assert bd_rate(ref_bpp, ref, test_bpp, test) == pytest.approx(want_rate, rel=1e-9, abs=1e-9)
+    # the cases are not so smooth that every interpolation agrees: the
+    # package's cubic fit gives another BD-rate, so this test sees PCHIP
+    assert abs(bjontegaard.bd_rate(ref_bpp, ref, test_bpp, test, **{**kw, "method": "cubic"})
+               - want_rate) > 1e-6
+
+
+# ----------------------------------------------------------------------------
+# PSNR at a given rate
+
+
+def test_psnr_at_a_measured_rate_is_the_measurement():
+    psnr = realistic(REF_BPP)
+    for r, p in zip(REF_BPP, psnr):
+        assert psnr_at(REF_BPP, psnr, r) == pytest.approx(p, abs=1e-12)
+
+
+def test_psnr_at_interpolates_in_log_rate():
+    # on a line in log-rate the value is exact; interpolating in bpp itself
+    # would give 30 + 4 (ln 0.1 + (ln 0.4 - ln 0.1) / 3) = 27.95, not 27.56
+    bpp = [0.1, 0.4, 1.6]
+    assert psnr_at(bpp, line(30, 4, bpp), 0.2) == pytest.approx(30 + 4 * math.log(0.2), abs=1e-12)
+
+
+def test_psnr_at_does_not_overshoot_a_knee():
+    bpp = [0.2, 0.4, 0.6, 0.8, 1.2]
+    psnr = [20.0, 30.0, 30.2, 30.3, 30.4]
+    grid = np.geomspace(0.2, 1.2, 200)
+    values = [psnr_at(bpp, psnr, t) for t in grid]
+    assert np.all(np.diff(values) >= 0)
+    assert max(values) <= 30.4 and all(30.0 <= v <= 30.2 for v, t in zip(values, grid) if 0.4 <= t <= 0.6)
+
+
+@pytest.mark.parametrize("target", [0.19, 1.21, 5.0])
+def test_psnr_at_refuses_to_extrapolate(target):
+    bpp = [0.2, 0.4, 0.8, 1.2]
+    assert math.isnan(psnr_at(bpp, realistic(bpp), target))
+
+
+def test_psnr_at_needs_two_points_and_skips_missing_ones():
+    assert math.isnan(psnr_at([0.5], [30.0], 0.5))
+    assert psnr_at([1.0, 0.25, 3.0], [32.0, 26.0, None], 0.5) == pytest.approx(29.0, abs=1e-12)
+
+
+# ----------------------------------------------------------------------------
+# sweeps
+
+
+def test_sweep_points_keeps_both_ends_and_spreads_the_rest():
+    jpeg = bench.codecs()["jpeg"]
+    n = len(jpeg.sweep)
+    assert bench.sweep_points(jpeg) == jpeg.sweep
+    assert bench.sweep_points(jpeg, n + 5) == jpeg.sweep
+    assert bench.sweep_points(jpeg, 2) == (jpeg.sweep[0], jpeg.sweep[-1])
+    three = bench.sweep_points(jpeg, 3)
+    assert three == (jpeg.sweep[0], jpeg.sweep[n // 2], jpeg.sweep[-1])
+    for k in range(2, n + 1):
+        picked = bench.sweep_points(jpeg, k)
+        assert len(picked) == k and list(picked) == sorted(picked)
+
+
+# ----------------------------------------------------------------------------
+# a real run
+
+
+CROPS = {"a": (slice(0, 128), slice(0, 192)), "b": (slice(128, 256), slice(320, 512))}
+CODECS = ["jpeg", "svdk-tiled", "png"]
+KEYS = ["bpp", "psnr-rgb", "ssim", "encoding_time", "decoding_time"]
+
+
+def _images() -> dict[str, np.ndarray]:
+    import skimage.data
+
+    photo = skimage.data.astronaut()
+    return {name: np.ascontiguousarray(photo[ys, xs]) for name, (ys, xs) in CROPS.items()}
+
+
+def _as_json(point):
+    """A sweep point as the results JSON writes it: ``("energy", 0.9)`` is ``{"energy": 0.9}``."""
+    return {point[0]: point[1]} if isinstance(point, tuple) else point
+
+
+def _run(argv: list[str], entry=bench.main) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = entry(argv)
+    return status, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> tuple[Path, dict[str, np.ndarray]]:
+    folder = tmp_path_factory.mktemp("images")
+    arrays = _images()
+    for name, array in arrays.items():
+        Image.fromarray(array).save(folder / f"{name}.png")
+    (folder / "notes.txt").write_text("not an image\n")
+    return folder, arrays
+
+
+@pytest.fixture(scope="module")
+def full_run(images, tmp_path_factory):
+    """One complete ``svdk bench`` of three codecs over two 192x128 images."""
+    folder, _ = images
+    out = tmp_path_factory.mktemp("bench") / "out dir"
+    argv = [str(folder), "--codecs", ",".join(CODECS), "--out", str(out), "--workers", "1"]
+    status, stdout, stderr = _run(argv)
+    results = {name: json.loads((out / f"{name}.json").read_text()) for name in CODECS}
+    summary = json.loads((out / "summary.json").read_text())
+    return dict(argv=argv, status=status, stdout=stdout, stderr=stderr, out=out, results=results,
+                summary=summary)
+
+
+def test_run_writes_one_file_per_codec_and_a_summary(full_run):
+    assert full_run["status"] == 0, full_run["stderr"]
+    names = sorted(p.name for p in full_run["out"].iterdir())
+    expected = sorted([f"{c}.json" for c in CODECS] + ["summary.json"])
+    try:
+        import plotly  # noqa: F401
+
+        expected = sorted(expected + ["rd.html"])
+    except ImportError:
+        pass
+    assert names == expected
+    table = full_run["stdout"].splitlines()
+    assert table[0].startswith("2 images")
+    assert [row.split()[0] for row in table[2:]] == CODECS
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_results_follow_one_schema(full_run, codec):
+    res = full_run["results"][codec]
+    sweep = bench.codecs()[codec].sweep
+    assert res["name"] == codec
+    assert isinstance(res["description"], str) and res["description"]
+    assert res["images"] == ["a", "b"] and sorted(res["per_image"]) == ["a", "b"]
+    assert len(res["sweep"]) == len(sweep)
+    assert set(KEYS) <= set(res["results"])
+    for key in KEYS:
+        assert len(res["results"][key]) == len(sweep), key
+        for image in ("a", "b"):
+            assert len(res["per_image"][image][key]) == len(sweep), (image, key)
+    for key in ("bpp", "ssim", "encoding_time", "decoding_time"):
+        for j, mean in enumerate(res["results"][key]):
+            per = [res["per_image"][i][key][j] for i in ("a", "b")]
+            assert mean == pytest.approx(np.mean(per), rel=1e-12), (key, j)
+            assert all(v > 0 for v in per)
+    assert all(0 < s <= 1 for i in ("a", "b") for s in res["per_image"][i]["ssim"])
+
+
+@pytest.mark.parametrize("codec", ["jpeg", "svdk-tiled"])
+def test_lossy_curves_rise_with_the_setting(full_run, codec):
+    for image in ("a", "b"):
+        r = full_run["results"][codec]["per_image"][image]
+        assert np.all(np.diff(r["bpp"]) > 0), r["bpp"]
+        assert r["psnr-rgb"][-1] > r["psnr-rgb"][0] + 5
+        assert r["ssim"][-1] > r["ssim"][0]
+
+
+def test_bpp_and_psnr_are_those_of_the_real_files(full_run, images):
+    _, arrays = images
+    res = full_run["results"]
+    pixels = {name: a.shape[0] * a.shape[1] for name, a in arrays.items()}
+    # svdk tiled: re-encode two sweep points with the library
+    sweep = res["svdk-tiled"]["sweep"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", svdk.SvdkWarning)
+        for image, j in (("a", 0), ("b", len(sweep) // 2)):
+            data = svdk.compress(arrays[image], tiled=True, **sweep[j])
+            row = res["svdk-tiled"]["per_image"][image]
+            assert row["bpp"][j] == 8 * len(data) / pixels[image]
+            decoded = svdk.decompress(data)
+            assert row["psnr-rgb"][j] == pytest.approx(psnr_reference(arrays[image], decoded), abs=1e-9)
+    # JPEG: Pillow at the quality of the sweep point, 4:2:0, optimized tables
+    q = res["jpeg"]["sweep"][3]
+    buf = io.BytesIO()
+    Image.fromarray(arrays["a"]).save(buf, "JPEG", quality=q, subsampling="4:2:0", optimize=True)
+    assert res["jpeg"]["per_image"]["a"]["bpp"][3] == 8 * len(buf.getvalue()) / pixels["a"]
+    # PNG is lossless: no finite PSNR, SSIM 1
+    png = res["png"]["per_image"]["b"]
+    assert png["psnr-rgb"] == [None] and png["ssim"] == [1.0]
+
+
+def test_summary_has_bd_figures_against_jpeg_and_psnr_at_fixed_rates(full_run):
+    summary, res = full_run["summary"], full_run["results"]
+    assert summary["reference"] == "jpeg"
+    assert summary["bd_range_bpp"] == [0.25, 1.0]
+    assert summary["images"] == ["a.png", "b.png"]
+    assert list(summary["codecs"]) == CODECS
+    # JPEG against itself
+    assert summary["codecs"]["jpeg"]["bd_psnr_db"] == 0.0
+    assert summary["codecs"]["jpeg"]["bd_rate_percent"] == 0.0
+    # per image, then averaged
+    tiled, ref = res["svdk-tiled"]["per_image"], res["jpeg"]["per_image"]
+    row = summary["codecs"]["svdk-tiled"]
+    bdp = [bd_psnr(ref[i]["bpp"], ref[i]["psnr-rgb"], tiled[i]["bpp"], tiled[i]["psnr-rgb"]) for i in "ab"]
+    bdr = [bd_rate(ref[i]["bpp"], ref[i]["psnr-rgb"], tiled[i]["bpp"], tiled[i]["psnr-rgb"]) for i in "ab"]
+    assert all(math.isfinite(v) for v in bdp + bdr), (bdp, bdr)
+    assert row["bd_images"] == 2 and row["bd_rate_images"] == 2
+    assert row["bd_psnr_db"] == pytest.approx(np.mean(bdp), abs=1e-12)
+    assert row["bd_rate_percent"] == pytest.approx(np.mean(bdr), abs=1e-12)
+    for codec in ("jpeg", "svdk-tiled"):
+        for t in (0.25, 0.5, 1.0):
+            key = f"psnr_at_{t:g}_bpp"
+            per = [psnr_at(res[codec]["per_image"][i]["bpp"], res[codec]["per_image"][i]["psnr-rgb"], t)
+                   for i in "ab"]
+            assert summary["codecs"][codec][key] == pytest.approx(np.mean(per), abs=1e-12)
+            assert summary["codecs"][codec][f"{key}_images"] == 2
+    # PNG has no rate to compare at
+    assert "bd_psnr_db" not in summary["codecs"]["png"]
+    assert summary["codecs"]["png"]["psnr_at_0.5_bpp"] is None
+
+
+def test_summary_records_the_command_that_reruns_it(full_run):
+    command = full_run["summary"]["command"]
+    assert command.startswith("svdk bench ") and "bench bench" not in command
+    assert shlex.split(command) == ["svdk", "bench", *full_run["argv"]]  # the space in "out dir" survives
+    assert {"svdk", "python", "numpy", "pillow", "cpu", "cores"} <= set(full_run["summary"]["machine"])
+
+
+def test_the_command_is_the_same_through_svdk_and_python_m(images, tmp_path, monkeypatch):
+    folder, _ = images
+    base = [str(folder), "--codecs", "png", "--images", "1", "--workers", "1"]
+    status, _, err = _run(["bench", *base, "--out", str(tmp_path / "cli")], entry=cli.main)
+    assert status == 0, err
+    # python -m svdk.bench: main() reads sys.argv, whose first item is the script
+    monkeypatch.setattr(sys, "argv", ["/x/svdk/bench.py", *base, "--out", str(tmp_path / "module")])
+    status, _, err = _run(None)
+    assert status == 0, err
+    for sub in ("cli", "module"):
+        command = json.loads((tmp_path / sub / "summary.json").read_text())["command"]
+        assert shlex.split(command) == ["svdk", "bench", *base, "--out", str(tmp_path / sub)]
+
+
+def test_points_limits_every_sweep(images, tmp_path):
+    folder, _ = images
+    status, _, err = _run([str(folder), "--codecs", "jpeg,svdk-tiled", "--images", "1", "--points", "3",
+                           "--out", str(tmp_path), "--workers", "1"])
+    assert status == 0, err
+    for codec in ("jpeg", "svdk-tiled"):
+        res = json.loads((tmp_path / f"{codec}.json").read_text())
+        sweep = [_as_json(p) for p in bench.codecs()[codec].sweep]
+        assert res["sweep"] == [sweep[0], sweep[len(sweep) // 2], sweep[-1]]
+        assert res["images"] == ["a"]
+        assert all(len(res["results"][k]) == 3 for k in KEYS)
+
+
+def test_workers_give_the_results_of_one_process(images, tmp_path, full_run):
+    folder, _ = images
+    status, _, err = _run([str(folder), "--codecs", "jpeg", "--out", str(tmp_path), "--workers", "2"])
+    assert status == 0, err
+    res = json.loads((tmp_path / "jpeg.json").read_text())
+    for image in ("a", "b"):
+        for key in ("bpp", "psnr-rgb", "ssim"):
+            assert res["per_image"][image][key] == full_run["results"]["jpeg"]["per_image"][image][key]
+
+
+def test_settings_an_image_cannot_take_are_null_not_a_crash(tmp_path):
+    # global ranks go up to 160; a 32x24 image allows 24, a 64x48 one 48
+    folder = tmp_path / "small"
+    folder.mkdir()
+    photo = _images()["a"]
+    Image.fromarray(photo[:24, :32]).save(folder / "small.png")
+    Image.fromarray(photo[:48, :64]).save(folder / "wider.png")
+    status, _, err = _run([str(folder), "--codecs", "svdk-global-ycbcr", "--out", str(tmp_path / "o"),
+                           "--workers", "1"])
+    assert status == 0, err
+    res = json.loads((tmp_path / "o" / "svdk-global-ycbcr.json").read_text())
+    ranks = [p["rank"] for p in res["sweep"]]
+    for image, top in (("small", 24), ("wider", 48)):
+        bpp = res["per_image"][image]["bpp"]
+        assert [b is None for b in bpp] == [k > top for k in ranks]
+    # the mean curve only has points that every image has
+    assert [b is None for b in res["results"]["bpp"]] == [k > 24 for k in ranks]
+
+
+# ----------------------------------------------------------------------------
+# bad command lines: status 2, one line, no traceback
+
+
+def _one_line_error(status: int, stdout: str, stderr: str, expected_status: int = 2) -> str:
+    assert status == expected_status
+    assert stdout == ""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("svdk bench: error: "), stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def test_a_missing_folder_is_a_usage_error(tmp_path):
+    missing = tmp_path / "nowhere"
+    line = _one_line_error(*_run([str(missing), "--out", str(tmp_path / "o")]))
+    assert str(missing) in line
+    assert not (tmp_path / "o").exists()
+    line = _one_line_error(*_run(["bench", str(missing), "--out", str(tmp_path / "o")], entry=cli.main))
+    assert str(missing) in line
+
+
+def test_a_folder_without_images_is_a_usage_error(tmp_path):
+    (tmp_path / "readme.txt").write_text("no images here\n")
+    (tmp_path / "sub.png").mkdir()  # a folder with an image's name is not an image
+    line = _one_line_error(*_run([str(tmp_path), "--out", str(tmp_path / "o")]))
+    assert "no images" in line and str(tmp_path) in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_unknown_codec_is_a_usage_error(images, tmp_path):
+    folder, _ = images
+    line = _one_line_error(*_run([str(folder), "--codecs", "jpeg,jpeg2000", "--out", str(tmp_path / "o")]))
+    assert "jpeg2000" in line and "svdk-tiled" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_unreadable_image_names_the_file(tmp_path):
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    line = _one_line_error(*_run([str(tmp_path), "--codecs", "png", "--out", str(tmp_path / "o"),
+                                  "--workers", "1"]), expected_status=1)
+    assert "broken.png" in line
+
+
+@pytest.mark.parametrize("option", [["--points", "1"], ["--points", "x"], ["--images", "0"], ["--workers", "-1"]])
+def test_bad_numbers_are_refused_by_the_parser(images, option, capsys):
+    folder, _ = images
+    with pytest.raises(SystemExit) as exc:
+        bench.main([str(folder), *option])
+    assert exc.value.code == 2
+    assert option[0] in capsys.readouterr().err
