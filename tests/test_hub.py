@@ -1,0 +1,499 @@
+"""Hub distribution: publish a model with its card, pull it at a pinned revision, fall back offline.
+
+The real ``huggingface_hub`` client talks to :class:`fakehub.FakeHub` on
+127.0.0.1; a guard fails any test that opens a connection anywhere else.
+The test marked ``network`` publishes to the real Hub and runs only with
+``HF_TOKEN`` set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import svdk
+
+from fakehub import FakeHub
+from svdk import predictor as P
+from svdk.predictor import DEFAULT_MODEL, ModelError, RankPredictor, resize_work, sha256_file
+
+keras = pytest.importorskip("keras", reason="the rank predictor needs pip install 'svdk[model]'")
+hf = pytest.importorskip("huggingface_hub", reason="Hub distribution needs pip install 'svdk[hub]'")
+from huggingface_hub import constants  # noqa: E402
+
+from hub import publish as hub_publish  # noqa: E402
+from hub.card import RD_CODEC  # noqa: E402
+
+TOKEN = "hf_test_write"
+RD = hub_publish.REPO / "results" / "rd_kodak.json"
+IMAGES = ("example:astronaut", "example:camera")
+DEAD = "http://127.0.0.1:9"  # nothing listens on the discard port: connections are refused at once
+
+
+# ----------------------------------------------------------------------------
+# fixtures
+
+
+_REAL_CONNECT = socket.socket.connect
+_REAL_GETADDRINFO = socket.getaddrinfo
+_REAL_HUB = {"ENDPOINT": constants.ENDPOINT, "HUGGINGFACE_CO_URL_TEMPLATE": constants.HUGGINGFACE_CO_URL_TEMPLATE}
+
+
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+_OUTSIDE: list[str] = []  # attempts to leave 127.0.0.1; the code under test may swallow the error, not this list
+
+
+def _refuse(what: str):
+    _OUTSIDE.append(what)
+    raise ConnectionRefusedError(f"tests stay on 127.0.0.1; refused {what}")
+
+
+def _loopback_connect(sock, address):
+    if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in _LOOPBACK:
+        _refuse(f"a connection to {address}")
+    return _REAL_CONNECT(sock, address)
+
+
+def _loopback_getaddrinfo(host, *args, **kwargs):
+    if host not in _LOOPBACK:
+        _refuse(f"a lookup of {host!r}")
+    return _REAL_GETADDRINFO(host, *args, **kwargs)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def only_loopback():
+    """No request leaves 127.0.0.1: a guard on connect, and a dead local address as the default Hub."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(socket.socket, "connect", _loopback_connect)
+        mp.setattr(socket, "getaddrinfo", _loopback_getaddrinfo)
+        mp.setattr(constants, "HF_HUB_OFFLINE", False)
+        mp.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+        mp.setattr(constants, "ENDPOINT", DEAD)
+        mp.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", DEAD + "/{repo_id}/resolve/{revision}/{filename}")
+        yield
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    """No default cache, saved token or model choice leaks into a test."""
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "default-cache"))
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    for var in ("SVDK_MODEL_REPO", "SVDK_MODEL_REVISION", "SVDK_RANK_MODEL", "HF_ENDPOINT", "HF_HUB_CACHE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(P, "_DEFAULT", None)
+    yield
+    outside, _OUTSIDE[:] = list(_OUTSIDE), []
+    assert not outside, f"requests outside 127.0.0.1: {outside}"
+
+
+@pytest.fixture(scope="module")
+def hub():
+    with FakeHub(tokens=[TOKEN]) as server:
+        yield server
+
+
+def _metrics(config: dict) -> dict:
+    """A metrics.json as ``python -m training.train`` writes it (figures made up, shapes real)."""
+    from training.evaluate import cv_summary
+
+    rng = np.random.default_rng(7)
+    targets = config["targets"]
+    fold_maes = rng.uniform(5, 40, size=(5, len(targets))).tolist()
+    test = {
+        f"{t:.2f}": {
+            "mae_k": float(rng.uniform(5, 40)),
+            "bias_k": float(rng.uniform(-5, 5)),
+            "mae_bytes_pct": float(rng.uniform(5, 30)),
+            "reach": float(rng.uniform(0.3, 0.7)),
+            "reach_minus_0.01": float(rng.uniform(0.6, 0.9)),
+            "oracle_bytes_mean": 20000.0,
+            "label_k_mean": 50.0,
+        }
+        for t in targets
+    }
+    return {
+        "name": "compact",
+        "arch": "compact",
+        "features": False,
+        "command": "python -m training.train --arch compact --out runs/compact",
+        "targets": targets,
+        "images": {"train+val": 300, "train+val with copies": 600, "test": 200},
+        "test": test,
+        "cv": cv_summary(fold_maes, targets),
+        "cv_best_epochs": [40, 52, 47, 38, 61],
+        "final_epochs": 47,
+        "resolution": {"exponent": config["resolution_exponent"], "images": 300},
+        "latency": {"predict_ms_median": 2.1, "network_ms_median": 0.9, "calls": 200},
+        "model_bytes": DEFAULT_MODEL.stat().st_size,
+        "params": config["params"],
+        "seconds": 1234.5,
+        "settings": {"arch": "compact", "limit": None, "folds": 5},
+        "machine": {"python": "3.11", "cpu_count": 2, "tf_threads": 1},
+        "label_code_hash": config["label_code_hash"],
+    }
+
+
+def _report(metrics: dict) -> dict:
+    """A results/predictor.json as ``python -m training.report`` writes it (baselines only)."""
+    shift = {"constant": 2.0, "energy": 1.4, "features": 1.1}
+    models = {}
+    for name, factor in shift.items():
+        models[name] = {
+            "kind": "baseline",
+            "description": f"the {name} baseline",
+            "test": {t: {**m, "mae_k": m["mae_k"] * factor} for t, m in metrics["test"].items()},
+            "cv": {t: {**m, "mae_k_mean": m["mae_k_mean"] * factor} for t, m in metrics["cv"].items()},
+        }
+    return {"name": "rank predictor on BSDS500", "models": models}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run folder with the shipped (really trained) model, as ``training.train --out`` lays it out."""
+    run = tmp_path_factory.mktemp("run") / "compact"
+    run.mkdir()
+    shutil.copy(DEFAULT_MODEL, run / "model.keras")
+    config = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    (run / "model.json").write_text(json.dumps(config, indent=2))
+    metrics = _metrics(config)
+    (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (run.parent / "predictor.json").write_text(json.dumps(_report(metrics)))
+    return run
+
+
+def _publish(hub, run, repo_id, *extra):
+    argv = ["--repo-id", repo_id, "--run", str(run), "--endpoint", hub.endpoint, "--token", TOKEN,
+            "--report", str(run.parent / "predictor.json"), *extra]
+    return hub_publish.main(argv)
+
+
+@pytest.fixture(scope="module")
+def published(hub, run_dir):
+    """``me/rank`` published once; its commit id as ``main`` printed it."""
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = _publish(hub, run_dir, "me/rank", "--revision-note", "first model")
+    assert status == 0, err.getvalue()
+    commit = out.getvalue().strip()
+    return {"repo": "me/rank", "commit": commit, "stderr": err.getvalue()}
+
+
+def _same_predictions(a: RankPredictor, b: RankPredictor) -> None:
+    for name in IMAGES:
+        work = resize_work(name)
+        np.testing.assert_array_equal(a.log_ranks(work), b.log_ranks(work))
+        assert a.predict(name, 0.9) == b.predict(name, 0.9)
+
+
+def _copy_repo(hub, src: str, commit: str, dst: str, **replace) -> str:
+    files = {path: stored.data for path, stored in hub.repos[src].commits[commit].items()}
+    return hub.add_commit(dst, {**files, **replace})
+
+
+# ----------------------------------------------------------------------------
+# publish, pull at the printed revision, offline from the cache
+
+
+def test_publish_prints_the_commit_it_created(hub, published):
+    repo = hub.repos["me/rank"]
+    assert published["commit"] == repo.branches["main"]
+    assert set(repo.commits[published["commit"]]) == {"model.keras", "model.json", "metrics.json", "README.md"}
+    assert f"published me/rank at commit {published['commit']}" in published["stderr"]
+
+
+def test_pull_at_the_printed_revision_predicts_like_the_local_model(hub, published, run_dir, tmp_path):
+    local = RankPredictor.load(run_dir / "model.keras")
+    pulled = RankPredictor.from_pretrained(
+        "me/rank", revision=published["commit"], cache_dir=tmp_path, endpoint=hub.endpoint
+    )
+    assert pulled.source == {
+        "source": "hub",
+        "repo": "me/rank",
+        "revision": published["commit"],
+        "sha256": sha256_file(run_dir / "model.keras"),
+        "path": pulled.source["path"],
+    }
+    assert str(tmp_path) in pulled.source["path"]
+    assert ("HEAD", f"/me/rank/resolve/{published['commit']}/model.keras") in hub.requests
+    assert "me/rank at " + published["commit"] in pulled.describe() and "Hugging Face Hub" in pulled.describe()
+    _same_predictions(local, pulled)
+
+
+def test_uploaded_configuration_records_the_weights_checksum(hub, published, run_dir):
+    files = hub.repos["me/rank"].commits[published["commit"]]
+    config = json.loads(files["model.json"].data)
+    assert config["weights_sha256"] == sha256_file(run_dir / "model.keras")
+    assert files["model.keras"].data == (run_dir / "model.keras").read_bytes()
+    assert config["targets"] == json.loads((run_dir / "model.json").read_text())["targets"]
+
+
+def test_model_card_is_filled_from_the_run(hub, published, run_dir):
+    card = hub.repos["me/rank"].commits[published["commit"]]["README.md"].data.decode()
+    meta = hf.ModelCard(card).data
+    assert meta.library_name == "keras" and "svdk" in meta.tags
+    assert "${" not in card
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    cv = metrics["cv"]["0.90"]
+    assert f"| 0.90 | {cv['mae_k_mean']:.1f} ± {cv['mae_k_std']:.1f} |" in card
+    assert f"| 0.90 | {metrics['test']['0.90']['mae_k']:.1f} |" in card
+    assert "BSDS500" in card and "300 train+val images (600 with" in card
+    for name in ("constant", "energy", "features"):
+        assert f"| {name} | " in card
+    summary = json.loads(RD.read_text())["summary"]["codecs"]
+    for key, point in summary[RD_CODEC].items():
+        assert f"{abs(point['gap_to_jpeg_db']):.1f} dB behind at {float(key):g} bpp" in card
+    snippet = card.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(snippet.strip().splitlines()) == 5
+
+
+def test_card_snippet_runs_as_written(hub, published, monkeypatch):
+    """The card's five lines, run against the test Hub (the default endpoint pointed at it)."""
+    card = hub.repos["me/rank"].commits[published["commit"]]["README.md"].data.decode()
+    monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)
+    template = hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+    scope = {}
+    exec(card.split("```python\n", 1)[1].split("```", 1)[0], scope)
+    assert scope["predictor"].source["source"] == "hub" and scope["predictor"].source["repo"] == "me/rank"
+    assert scope["data"][:4] == b"SVDK" and svdk.info(scope["data"])["ranks"][0] == scope["k"]
+
+
+def test_card_without_baseline_report_says_so(hub, run_dir):
+    status = hub_publish.main(["--repo-id", "me/no-report", "--run", str(run_dir), "--endpoint", hub.endpoint,
+                               "--token", TOKEN, "--report", str(run_dir / "absent.json")])
+    assert status == 0
+    card = hub.repos["me/no-report"].commits[hub.repos["me/no-report"].branches["main"]]["README.md"].data
+    assert b"Not included: no baseline report was given" in card
+
+
+def test_pull_again_offline_from_the_cache(hub, published, run_dir, tmp_path, monkeypatch):
+    online = RankPredictor.from_pretrained("me/rank", cache_dir=tmp_path, endpoint=hub.endpoint)  # main
+    assert online.source["revision"] == published["commit"]
+    asked = len(hub.requests)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    for revision in (published["commit"], None):  # the commit, and main through the ref the cache keeps
+        offline = RankPredictor.from_pretrained("me/rank", revision=revision, cache_dir=tmp_path,
+                                                endpoint=hub.endpoint)
+        assert offline.source["source"] == "cache"
+        assert offline.source["revision"] == published["commit"]
+        assert offline.source["sha256"] == online.source["sha256"]
+    assert len(hub.requests) == asked
+    _same_predictions(online, offline)
+
+
+def test_unreachable_hub_falls_back_to_the_cache(hub, published, tmp_path, caplog):
+    RankPredictor.from_pretrained("me/rank", revision=published["commit"], cache_dir=tmp_path,
+                                  endpoint=hub.endpoint)
+    with caplog.at_level(logging.WARNING, logger="svdk.predictor"):
+        pulled = RankPredictor.from_pretrained("me/rank", revision=published["commit"], cache_dir=tmp_path,
+                                               endpoint=DEAD)
+    assert pulled.source["source"] == "cache"
+    assert "could not be reached" in caplog.text and "trying the local Hugging Face cache" in caplog.text
+
+
+def test_local_folder_takes_the_same_call(run_dir):
+    pulled = RankPredictor.from_pretrained(run_dir)
+    assert pulled.source["source"] == "file" and pulled.source["path"] == str(run_dir / "model.keras")
+    assert pulled.source["sha256"] == sha256_file(run_dir / "model.keras")
+    with pytest.raises(ModelError, match="no such model file"):
+        RankPredictor.from_pretrained(run_dir.parent / "nothing-here.keras")
+    assert RankPredictor.from_pretrained(DEFAULT_MODEL.parent).source["source"] == "shipped"
+
+
+# ----------------------------------------------------------------------------
+# default_predictor: Hub, then cache, then the shipped model
+
+
+def _use_repo(monkeypatch, repo, revision, endpoint, cache):
+    monkeypatch.setenv("SVDK_MODEL_REPO", repo)
+    if revision:
+        monkeypatch.setenv("SVDK_MODEL_REVISION", revision)
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(P, "_DEFAULT", None)
+
+
+def test_default_predictor_hub_then_cache_then_shipped(hub, published, tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="svdk.predictor")
+    cache = tmp_path / "cache"
+    _use_repo(monkeypatch, "me/rank", published["commit"], hub.endpoint, cache)
+    first = P.default_predictor()
+    assert first.source["source"] == "hub" and first.source["revision"] == published["commit"]
+    assert P.default_predictor() is first  # chosen once
+    assert f"using rank predictor me/rank at {published['commit']} from the Hugging Face Hub" in caplog.text
+
+    caplog.clear()
+    _use_repo(monkeypatch, "me/rank", published["commit"], DEAD, cache)
+    assert P.default_predictor().source["source"] == "cache"
+    assert "rank predictor from the Hub not used" in caplog.text
+
+    caplog.clear()
+    _use_repo(monkeypatch, "me/rank", published["commit"], DEAD, tmp_path / "empty-cache")
+    chosen = P.default_predictor()
+    assert chosen.source["source"] == "shipped" and chosen.source["sha256"] == sha256_file(DEFAULT_MODEL)
+    assert "is not in the local Hugging Face cache" in caplog.text
+    assert "trying the model shipped with svdk" in caplog.text
+    assert "using rank predictor shipped with svdk" in caplog.text
+
+
+def test_default_predictor_without_repo_uses_the_shipped_model_or_the_file(run_dir, monkeypatch):
+    assert P.default_predictor().source["source"] == "shipped"
+    monkeypatch.setattr(P, "_DEFAULT", None)
+    monkeypatch.setenv("SVDK_RANK_MODEL", str(run_dir / "model.keras"))
+    source = P.default_predictor().source
+    assert source["source"] == "file" and source["path"] == str(run_dir / "model.keras")
+    assert source["sha256"] == sha256_file(run_dir / "model.keras")
+
+
+# ----------------------------------------------------------------------------
+# refused downloads
+
+
+@pytest.mark.parametrize("how", ["model served", "model committed", "config served"])
+def test_tampered_download_is_refused_and_the_fallback_used(hub, published, tmp_path, monkeypatch, caplog, how):
+    """``model served``: the server sends other bytes than the sha256 it announces for model.keras.
+    ``model committed``: the announced sha256 is honest, but model.json recorded another one.
+    ``config served``: model.json is not the file whose git blob id the server announces."""
+    files = hub.repos["me/rank"].commits[published["commit"]]
+    altered = bytearray(files["model.keras"].data)
+    altered[len(altered) // 2] ^= 0xFF
+    repo = "me/tampered-" + how.replace(" ", "-")
+    if how == "model served":
+        commit = _copy_repo(hub, "me/rank", published["commit"], repo)
+        hub.tamper(repo, "model.keras", bytes(altered))
+        name, expected = "model.keras", "sha256 [0-9a-f]{64} does not match the checksum the Hub announced"
+    elif how == "model committed":
+        commit = _copy_repo(hub, "me/rank", published["commit"], repo, **{"model.keras": bytes(altered)})
+        name, expected = "model.keras", "sha256 [0-9a-f]{64} does not match the weights_sha256 recorded in model.json"
+    else:
+        commit = _copy_repo(hub, "me/rank", published["commit"], repo)
+        hub.tamper(repo, "model.json", files["model.json"].data.replace(b'"targets"', b'"targets" '))
+        name, expected = "model.json", "git blob id [0-9a-f]{40} does not match the checksum the Hub announced"
+    with pytest.raises(ModelError, match=f"{name} of {repo} at {commit}: {expected}"):
+        RankPredictor.from_pretrained(repo, revision=commit, cache_dir=tmp_path, endpoint=hub.endpoint)
+    snapshot = tmp_path / ("models--" + repo.replace("/", "--")) / "snapshots" / commit
+    assert not (snapshot / name).exists()  # removed from the cache, not picked up later
+
+    caplog.set_level(logging.INFO, logger="svdk.predictor")
+    _use_repo(monkeypatch, repo, commit, hub.endpoint, tmp_path)
+    assert P.default_predictor().source["source"] == "shipped"
+    assert "rank predictor from the Hub not used" in caplog.text and "does not match" in caplog.text
+
+
+def test_private_repo_needs_the_token(hub, run_dir, tmp_path):
+    assert _publish(hub, run_dir, "me/private", "--private") == 0
+    with pytest.raises(ModelError, match=r"me/private: no such model repo on \S+ \(or it is private"):
+        RankPredictor.from_pretrained("me/private", cache_dir=tmp_path, endpoint=hub.endpoint)
+    pulled = RankPredictor.from_pretrained("me/private", cache_dir=tmp_path, endpoint=hub.endpoint, token=TOKEN)
+    assert pulled.source["source"] == "hub" and pulled.source["repo"] == "me/private"
+
+
+def test_wrong_input_shape_is_refused(hub, published, tmp_path):
+    inp = keras.Input((32, 32, 1))
+    out = keras.layers.Dense(5)(keras.layers.Flatten()(inp))
+    path = tmp_path / "small.keras"
+    keras.Model(inp, out).save(path)
+    config = json.loads(hub.repos["me/rank"].commits[published["commit"]]["model.json"].data)
+    config.pop("weights_sha256")
+    commit = _copy_repo(hub, "me/rank", published["commit"], "me/small",
+                        **{"model.keras": path.read_bytes(), "model.json": json.dumps(config).encode()})
+    with pytest.raises(ModelError, match=r"model\.keras: the model takes inputs of shape \[32, 32, 1\]"):
+        RankPredictor.from_pretrained("me/small", revision=commit, cache_dir=tmp_path / "c", endpoint=hub.endpoint)
+
+
+@pytest.mark.parametrize(
+    "repo, revision, message",
+    [
+        ("me/nothing", None, "me/nothing: no such model repo on http://127.0.0.1:"),
+        ("me/rank", "v9", "me/rank on http://127.0.0.1:[0-9]+ has no revision 'v9'"),
+        ("me/other", None, r"me/other at main on .* holds no svdk rank-predictor model: model.json and model.keras "
+                           r"missing \(found: README.md, pytorch_model.bin\)"),
+        ("not a repo!", None, "'not a repo!' is neither a local folder nor a valid Hub repo id"),
+    ],
+)
+def test_bad_repo_gives_one_clear_message(hub, published, tmp_path, monkeypatch, caplog, repo, revision, message):
+    hub.add_commit("me/other", {"README.md": b"# another model\n", "pytorch_model.bin": b"\0\1\2"})
+    with pytest.raises(ModelError, match=message):
+        RankPredictor.from_pretrained(repo, revision=revision, cache_dir=tmp_path, endpoint=hub.endpoint)
+    caplog.set_level(logging.WARNING, logger="svdk.predictor")
+    _use_repo(monkeypatch, repo, revision, hub.endpoint, tmp_path)
+    assert P.default_predictor().source["source"] == "shipped"
+    assert "trying the model shipped with svdk" in caplog.text
+
+
+# ----------------------------------------------------------------------------
+# publish: bad input
+
+
+@pytest.mark.parametrize(
+    "case, status, message",
+    [
+        ("no token", 1, "no Hugging Face token: pass --token, set HF_TOKEN"),
+        ("bad token", 1, "failed: the Hub refused the token (HTTP 401)"),
+        ("bad repo id", 2, "--repo-id must be OWNER/NAME"),
+        ("no run", 2, "not a training run folder (model.keras, model.json, metrics.json missing)"),
+        ("no rd", 1, "absent-rd.json: missing; the rate-distortion summary is made by"),
+        ("no args", 2, "the following arguments are required: --repo-id, --run"),
+    ],
+)
+def test_publish_bad_input_gives_one_line(hub, run_dir, monkeypatch, capsys, case, status, message):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.delenv("HF_OIDC_RESOURCE", raising=False)
+    argv = {
+        "no token": ["--repo-id", "me/x", "--run", str(run_dir)],
+        "bad token": ["--repo-id", "me/x", "--run", str(run_dir), "--token", "hf_wrong"],
+        "bad repo id": ["--repo-id", "just-a-name", "--run", str(run_dir), "--token", TOKEN],
+        "no run": ["--repo-id", "me/x", "--run", str(run_dir.parent / "nope"), "--token", TOKEN],
+        "no rd": ["--repo-id", "me/x", "--run", str(run_dir), "--token", TOKEN,
+                  "--rd", str(run_dir / "absent-rd.json")],
+        "no args": [],
+    }[case]
+    common = ["--endpoint", hub.endpoint, "--report", str(run_dir.parent / "predictor.json")]
+    assert hub_publish.main(argv + common if argv else argv) == status
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err
+    assert err.startswith("hub.publish: error: ") and err.count("\n") == 1 and message in err
+    assert "me/x" not in hub.repos
+
+
+def test_importing_svdk_does_not_load_huggingface_hub():
+    code = (
+        "import sys, svdk, svdk.predictor; "
+        "assert 'huggingface_hub' not in sys.modules and 'keras' not in sys.modules, sorted(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ----------------------------------------------------------------------------
+# the real Hub
+
+
+@pytest.mark.network
+@pytest.mark.skipif(not os.environ.get("HF_TOKEN"), reason="publishes to the real Hugging Face Hub: set HF_TOKEN")
+def test_publish_and_pull_on_the_real_hub(run_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(socket.socket, "connect", _REAL_CONNECT)
+    monkeypatch.setattr(socket, "getaddrinfo", _REAL_GETADDRINFO)
+    for name, value in _REAL_HUB.items():
+        monkeypatch.setattr(constants, name, value)
+    owner = hf.HfApi(endpoint="https://huggingface.co").whoami()["name"]
+    repo = f"{owner}/svdk-rank-predictor-test"
+    status = hub_publish.main(["--repo-id", repo, "--run", str(run_dir), "--private",
+                               "--endpoint", "https://huggingface.co", "--revision-note", "svdk test run"])
+    assert status == 0
+    commit = capsys.readouterr().out.strip()
+    pulled = RankPredictor.from_pretrained(repo, revision=commit, cache_dir=tmp_path,
+                                           endpoint="https://huggingface.co")
+    assert pulled.source["source"] == "hub" and pulled.source["revision"] == commit
+    _same_predictions(RankPredictor.load(run_dir / "model.keras"), pulled)
