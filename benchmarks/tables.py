@@ -1,0 +1,184 @@
+"""Print the README's tables from the committed results: ``python -m benchmarks.tables``.
+
+Every figure the README quotes comes from a JSON file in ``results/``, made
+by the command named in that file; this script only formats them, so the
+README can be checked against (or regenerated from) the JSON at any time.
+``--only NAME`` prints one table (speed, rd, predictor, kodak, app);
+``--write README.md`` replaces, in that file, the text between each
+``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` with the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / name
+    if not path.is_file():
+        print(f"note: {path} is missing; run the command that makes it (see benchmarks/README.md)", file=sys.stderr)
+        return None
+    return json.loads(path.read_text())
+
+
+def _f(x, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def speed() -> str:
+    d = _load("codec_speed.json")
+    if d is None:
+        return ""
+    fig = d["figures"]
+    rows = [
+        ("compress, ranks 64/16/16", "compress_ms", "ratio_compress_to_jpeg_encode", "JPEG q75 encode"),
+        ("decompress", "decompress_ms", "ratio_decompress_to_jpeg_decode", "JPEG decode"),
+        ("`quality` policy, SSIM 0.90 on luma", "quality_ms", "ratio_quality_to_jpeg_encode", "JPEG q75 encode"),
+    ]
+    out = [
+        f"`{d['command'].strip()}`, {d['machine']['cpu_count']} cores, median over {d['images']} Kodak images "
+        f"of each image's median of {d['repeats']} runs:",
+        "",
+        "| operation | svdk | target | ratio to Pillow | Pillow reference |",
+        "|---|---|---|---|---|",
+    ]
+    for label, key, ratio, ref in rows:
+        f = fig[key]
+        ok = "" if f.get("pass") is None else (" (met)" if f["pass"] else " (**missed**)")
+        out.append(f"| {label} | {f['value']:.1f} ms | {f['target']} ms{ok} | {fig[ratio]['value']:.1f}x | {ref}: "
+                   f"{fig['jpeg_encode_ms' if 'encode' in ref else 'jpeg_decode_ms']['value']:.1f} ms |")
+    big, mem = fig["large_compress_s"], fig["large_peak_delta_mb"]
+    out.append(f"| 12 MP (4000x3000) compress, luma rank 200 | {big['value']:.2f} s | {big['target']} s"
+               f"{' (met)' if big['pass'] else ' (**missed**)'} | | peak memory +{mem['value']:.0f} MB "
+               f"(target {mem['target']}) |")
+    out.append("")
+    out.append(f"The `quality` policy used {fig['quality_evaluations']['value']:.0f} SSIM evaluations (median); the "
+               f"randomized SVD costs {fig['rsvd_psnr_loss_rgb_db']['value']:.3f} dB PSNR against an exact SVD at "
+               "luma rank 64.")
+    return "\n".join(out)
+
+
+def rd() -> str:
+    d = _load("bench-kodak/summary.json")
+    if d is None:
+        return ""
+    out = [
+        f"`{d['command']}` ({len(d['images'])} images; BD against JPEG over {d['bd_range_bpp'][0]}-"
+        f"{d['bd_range_bpp'][1]} bpp, averaged per image):",
+        "",
+        "| codec | BD-PSNR vs JPEG | BD-rate vs JPEG | PSNR at 0.25 bpp | at 0.5 bpp | at 1 bpp |",
+        "|---|---|---|---|---|---|",
+    ]
+    n = len(d["images"])
+
+    def at(c, bpp):
+        v, m = c.get(f"psnr_at_{bpp}_bpp"), c.get(f"psnr_at_{bpp}_bpp_images", n)
+        return _f(v, ".2f") + ("" if m == n or v is None else f" [{m}/{n}]")
+
+    partial = False
+    for name, c in d["codecs"].items():
+        if name == "png":
+            continue
+        partial |= any(c.get(f"psnr_at_{b}_bpp_images", n) != n for b in ("0.25", "0.5", "1"))
+        out.append(
+            f"| {name} | {_f(c.get('bd_psnr_db'), '+.2f')} dB | {_f(c.get('bd_rate_percent'), '+.1f')} % | "
+            f"{at(c, '0.25')} | {at(c, '0.5')} | {at(c, '1')} |"
+        )
+    if partial:
+        out += ["", "`[m/n]`: only m of the n images reach that rate (a codec's lowest setting is above it); "
+                "the mean is over those m, never extrapolated."]
+    return "\n".join(out)
+
+
+def predictor() -> str:
+    d = _load("predictor.json")
+    if d is None:
+        return ""
+    from training.report import table
+
+    checks = d.get("checks") or {}
+    lines = [table(d), ""]
+    shipped = [n for n, r in d["models"].items() if r.get("shipped")]
+    lines.append(f"Shipped in `svdk/models`: {', '.join(shipped) or 'none of these runs'}.")
+    for name, c in checks.items():
+        r, e, lat = c["vs_constant_at_0.90"], c["beats_energy_at_0.90"], c["latency_ms"]
+        lines.append(
+            f"- `{name}` at 0.90: {r['ratio']:.2f} x the constant baseline's error (target {r['target']}: "
+            f"{'met' if r['met'] else 'missed'}); {'beats' if e['met'] else 'does not beat'} the energy rule "
+            f"({e['model']:.1f} against {e['energy']:.1f}); one prediction {lat['value']:.1f} ms "
+            f"(target {lat['target']}: {'met' if lat['met'] else 'missed'})"
+        )
+    return "\n".join(lines)
+
+
+def kodak() -> str:
+    d = _load("predictor_kodak.json")
+    if d is None:
+        return ""
+    out = [
+        f"`{d['command'].strip()}` (model `{d['model']}`):",
+        "",
+        "| target | exact: evals, s | `cnn`: reach, bytes vs exact, evals, s, time saved | "
+        "`cnn-only`: reach (t-0.01), SSIM min, bytes vs exact |",
+        "|---|---|---|---|",
+    ]
+    for t, s in d["summary"].items():
+        e, c, o = s["exact"], s["cnn"], s["cnn-only"]
+        out.append(
+            f"| {t} | {e['evaluations_mean']:.1f}, {e['seconds_mean']:.2f} | {c['reach']:.2f}, "
+            f"x{c['bytes_vs_exact_mean']:.3f}, {c['evaluations_mean']:.1f}, {c['seconds_mean']:.2f}, "
+            f"{c['time_saved_pct']:.0f} % | {o['reach']:.2f} ({o['reach_minus_0.01']:.2f}), {o['ssim_min']:.3f}, "
+            f"x{o['bytes_vs_exact_mean']:.3f} |"
+        )
+    return "\n".join(out)
+
+
+def app() -> str:
+    d = _load("app_speed.json")
+    if d is None:
+        return ""
+    return "```json\n" + json.dumps(d.get("figures", d.get("summary", {})), indent=1)[:3000] + "\n```"
+
+
+TABLES = {"speed": speed, "rd": rd, "predictor": predictor, "kodak": kodak, "app": app}
+
+
+def write(path: Path, tables: dict[str, str]) -> list[str]:
+    """Replace each marked block of ``path`` with its table; return the names replaced."""
+    text = path.read_text()
+    done = []
+    for name, table in tables.items():
+        pattern = re.compile(rf"(<!-- table:{name} -->\n).*?(<!-- /table:{name} -->)", re.S)
+        if table and pattern.search(text):
+            text = pattern.sub(lambda m: m.group(1) + table + "\n" + m.group(2), text)
+            done.append(name)
+    path.write_text(text)
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.tables", description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", choices=sorted(TABLES))
+    p.add_argument("--write", metavar="FILE", help="replace the marked tables in FILE (the README)")
+    args = p.parse_args(argv)
+    tables = {name: fn() for name, fn in TABLES.items() if not args.only or name == args.only}
+    if args.write:
+        done = write(Path(args.write), tables)
+        print(f"updated {', '.join(done) or 'no'} tables in {args.write}")
+        return 0
+    for name, text in tables.items():
+        if text:
+            print(f"<!-- {name} -->\n{text}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
