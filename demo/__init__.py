@@ -1,1 +1,3 @@
-"""Placeholder: filled by a later issue."""
+"""The svdk Gradio app (``python app.py``): :mod:`demo.app` builds it,
+:mod:`demo.pipeline` does the work, :mod:`demo.charts` draws, :mod:`demo.share`
+keeps shared links."""

@@ -1,0 +1,572 @@
+"""The Gradio app: drop a photo, see what SVD compression does to it and how it compares.
+
+:func:`build_demo` returns the :class:`gradio.Blocks`; ``app.py`` at the
+repository root launches it. The work is done by :class:`App`, whose methods
+are the handlers: plain functions of a few values that return plain values
+(:class:`Page`), unit-tested without a browser. Gradio wiring stays in
+:func:`build_demo`.
+
+Endpoints
+---------
+``/compress`` (public API)
+    image in; target SSIM, mode, layout, automatic rank and the three manual
+    ranks have defaults. Returns the decoded PNG, the metrics (JSON: svdk's
+    figures, every file compared, the rate-distortion points) and the
+    ``.svdk`` file. Errors come back as a :class:`gradio.Error` with svdk's
+    message.
+The page's own events (compress, example, share, open a link) are private.
+
+Caps
+----
+Uploads up to 25 MB (``SVDK_APP_MAX_UPLOAD_BYTES``); images above one
+megapixel are downscaled with a notice (``SVDK_APP_MAX_PIXELS``); see
+:mod:`demo.pipeline`.
+"""
+
+
+import atexit
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import svdk
+
+from . import charts
+from .pipeline import (
+    MAX_UPLOAD_BYTES,
+    SSIM_RANGE,
+    AppError,
+    Model,
+    Report,
+    Settings,
+    load_model,
+    prepare,
+    run,
+)
+from .share import ShareStore, query_for, settings_from_query
+
+__all__ = ["App", "Page", "build_demo", "launch_options", "CONCURRENCY"]
+
+log = logging.getLogger("svdk.app")
+
+#: Comparisons running at once (one event queue for the page and the API).
+CONCURRENCY = int(os.environ.get("SVDK_APP_CONCURRENCY", 2))
+#: Requests waiting beyond the running ones before new ones are turned away.
+QUEUE_SIZE = int(os.environ.get("SVDK_APP_QUEUE_SIZE", 64))
+#: Result files of a request are deleted after this many seconds.
+KEEP_SECONDS = 1800
+
+INTRO = """\
+# svdk: image compression by truncated SVD
+
+Drop a photo (or pick an example). svdk keeps the strongest singular components of each colour
+plane, stores them in a small `.svdk` file and decodes it back. A small CNN predicts the rank that
+reaches your target SSIM; svdk checks the prediction and corrects it. Then the same image goes
+through JPEG and WebP **at the same size** and **at the same SSIM**: SVD usually loses, and this page
+shows by how much.
+"""
+
+SUMMARY_HEADERS = ["svdk", "value"]
+TABLE_HEADERS = ["codec", "matched on", "quality", "bytes", "bpp", "PSNR (dB)", "SSIM", "note"]
+NAMES = {"svdk": "svdk", "png": "PNG", "jpeg": "JPEG", "webp": "WebP", "avif": "AVIF"}
+EXT = {"jpeg": "jpg", "webp": "webp", "avif": "avif"}
+POLICY_NOTES = {"cnn": "rank predicted by the CNN, then checked", "quality": "rank from the exact SSIM search",
+                "fixed": "ranks given by hand"}
+
+
+@dataclass
+class Page:
+    """What a page handler shows. ``error`` set: only ``status`` is meaningful."""
+
+    status: str
+    error: bool = False
+    slider: tuple[str, str] | None = None
+    summary: list[list[str]] | None = None
+    table: list[list] | None = None
+    svdk_path: str | None = None
+    png_path: str | None = None
+    gallery: list[tuple[str, str]] | None = None
+    progressive: list[tuple[str, str]] | None = None
+    rd_figure: object | None = None
+    spectrum_figure: object | None = None
+    last: dict | None = None  # what Share stores
+    inputs: dict | None = None  # input values to show (when a link was opened)
+    report: Report | None = field(default=None, repr=False)
+
+
+def _fmt_db(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return "lossless" if x == float("inf") else f"{x:.2f}"
+
+
+def _fmt_ssim(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
+def _safe_stem(name: str | None) -> str:
+    stem = Path(name or "image").stem
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "image"
+    return stem[:60]
+
+
+def parse_ranks(auto: bool, y, u, v) -> tuple[int, ...] | None:
+    """Manual ranks from the page's three number fields (None: automatic)."""
+    if auto:
+        return None
+    out = []
+    for name, k in (("Y", y), ("U", u), ("V", v)):
+        if k is None or isinstance(k, bool):
+            raise AppError(f"give a rank for {name} (a whole number of at least 1), or switch on automatic rank")
+        try:
+            f = float(k)
+        except (TypeError, ValueError):
+            raise AppError(f"the rank for {name} must be a whole number; got {k!r}") from None
+        if not f.is_integer():
+            raise AppError(f"the rank for {name} must be a whole number; got {k!r}")
+        out.append(int(f))
+    return tuple(out)
+
+
+class Workdir:
+    """Per-request folders for result files, deleted after :data:`KEEP_SECONDS`."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        if root:
+            self.root = Path(root)
+            self.root.mkdir(parents=True, exist_ok=True)
+        else:  # our own temporary folder: gone when the server stops
+            self.root = Path(tempfile.mkdtemp(prefix="svdk-app-"))
+            atexit.register(shutil.rmtree, self.root, ignore_errors=True)
+        self._lock = threading.Lock()
+
+    def new(self) -> Path:
+        self.prune()
+        return Path(tempfile.mkdtemp(prefix="req-", dir=self.root))
+
+    def prune(self, age: float = KEEP_SECONDS) -> None:
+        now = time.time()
+        with self._lock:
+            for d in self.root.glob("req-*"):
+                try:
+                    if now - d.stat().st_mtime > age:
+                        shutil.rmtree(d, ignore_errors=True)
+                except FileNotFoundError:
+                    pass
+
+    def example(self, name: str) -> Path:
+        """A PNG of a scikit-image example (written once, outside the repository)."""
+        path = self.root / "examples" / f"{name}.png"
+        if not path.exists():
+            path.parent.mkdir(exist_ok=True)
+            image = svdk.load_image(f"example:{name}").merged()
+            tmp = path.with_name(f".{name}.{threading.get_ident()}.png")
+            Image.fromarray(image).save(tmp, "PNG")
+            os.replace(tmp, path)
+        return path
+
+
+def _save_png(path: Path, image: np.ndarray, level: int = 1) -> str:
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    Image.fromarray(image).save(path, "PNG", compress_level=level)
+    return str(path)
+
+
+class App:
+    """The handlers, with the model, the share store and the result folders they use."""
+
+    def __init__(self, model: Model | None = None, store: ShareStore | None = None,
+                 workdir: Workdir | None = None):
+        self.model = model if model is not None else load_model()
+        self.store = store if store is not None else ShareStore()
+        self.workdir = workdir or Workdir()
+        # Every comparison (page, API, opened link) takes a slot: at most CONCURRENCY at once.
+        self._slots = threading.BoundedSemaphore(CONCURRENCY)
+
+    # -- the comparison ------------------------------------------------------
+
+    def _source(self, image, example: str | None):
+        if example:
+            if example not in svdk.EXAMPLES:
+                raise AppError(f"unknown example {example!r}; choose one of: {', '.join(svdk.EXAMPLES)}")
+            return f"example:{example}"
+        return image
+
+    def compare(self, image, example: str | None, settings: Settings, progress=None, name: str | None = None,
+                *, page: bool = True) -> Page:
+        """Prepare, run and (with ``page``) render; every failure becomes a message.
+
+        Without ``page`` only the decoded PNG and the .svdk file are written
+        (what the API returns), not the galleries, previews and charts.
+        """
+        try:
+            source = self._source(image, example)
+            if progress:
+                progress(0.0, "reading the image")
+            with self._slots:
+                prepared = prepare(source)
+                report = run(prepared, settings, self.model, progress=progress)
+            name = name or (example or (Path(image).name if isinstance(image, str) else None))
+            if not page:
+                out = self.workdir.new()
+                stem = _safe_stem(name)
+                svdk_path = out / f"{stem}.svdk"
+                svdk_path.write_bytes(report.encoded.data)
+                png = _save_png(out / f"{stem}-svdk.png", report.decoded)
+                return Page(status="", svdk_path=str(svdk_path), png_path=png, report=report)
+            return self.render(report, example=example, name=name)
+        except svdk.SvdkError as exc:
+            return Page(status=f"**Could not compare:** {exc}", error=True)
+        except Exception:  # the page must get a message, never a traceback
+            log.exception("comparison failed")
+            return Page(
+                status="**Something went wrong on the server** while comparing this image (it is in the "
+                "server log). Try another image or other settings.",
+                error=True,
+            )
+
+    def render(self, report: Report, *, example: str | None = None, name: str | None = None) -> Page:
+        out = self.workdir.new()
+        enc = report.encoded
+        stem = _safe_stem(name)
+        original = _save_png(out / f"{stem}-original.png", report.prepared.pixels.merged())
+        decoded = _save_png(out / f"{stem}-svdk.png", report.decoded)
+        svdk_path = out / f"{stem}.svdk"
+        svdk_path.write_bytes(enc.data)
+
+        s = report.summary()
+        png = s["png_bytes"]
+        names = {"gray": ("gray",), "rgb": ("R", "G", "B"), "ycbcr": ("Y", "Cb", "Cr")}[enc.mode]
+        ranks = ", ".join(f"{n}={k}" for n, k in zip(names, enc.ranks))
+        if enc.layout == "tiled":
+            ranks = f"{ranks} components over {enc.tile}x{enc.tile} tiles"
+        if report.predicted is not None:
+            predicted = f"{report.predicted} (CNN, luma, before checking)"
+        elif report.settings.auto:
+            predicted = "- (exact search)" if report.policy == "quality" else "-"
+        else:
+            predicted = "- (ranks given by hand)"
+        summary = [
+            ["bytes", f"{enc.nbytes:,}"],
+            ["bits per pixel", f"{enc.bpp:.3f}"],
+            ["PSNR (dB)", _fmt_db(s["psnr"] if s["psnr"] is not None else float("inf"))],
+            ["SSIM (RGB)", _fmt_ssim(s["ssim"])],
+            ["vs PNG", f"{s['ratio_vs_png']:.2f}x smaller than PNG ({png:,} bytes)" if png else "-"],
+            ["predicted rank", predicted],
+            ["final rank", ranks],
+            ["time", f"encode {report.timings['encode']:.2f} s; with the comparison {report.timings['total']:.2f} s"],
+        ]
+        table = []
+        for r in report.rows:
+            table.append([
+                NAMES.get(r.codec, r.codec),
+                r.match if r.match != "-" else "this file",
+                "-" if r.quality is None else r.quality,
+                "-" if r.bytes is None else r.bytes,
+                "-" if r.bpp is None else round(r.bpp, 3),
+                _fmt_db(r.psnr),
+                _fmt_ssim(r.ssim),
+                r.note if r.codec != "svdk" else POLICY_NOTES.get(report.policy, report.policy),
+            ])
+
+        def caption(label, nbytes, psnr, ssim):
+            return f"{label}: {nbytes:,} bytes, {_fmt_db(psnr)} dB, SSIM {_fmt_ssim(ssim)}"
+
+        gallery = [(decoded, caption("svdk", enc.nbytes, report.rows[0].psnr, report.rows[0].ssim))]
+        for r in report.rows:
+            key = f"{r.codec} {r.match}"
+            if key in report.files:
+                path = out / f"{stem}-{r.codec}-{r.match.replace(' ', '-').lower()}.{EXT[r.codec]}"
+                path.write_bytes(report.files[key])
+                gallery.append((str(path), caption(f"{NAMES[r.codec]} q{r.quality}, {r.match}", r.bytes, r.psnr, r.ssim)))
+        progressive = []
+        what = "rank" if enc.layout == "global" else "rank per tile"
+        for p in report.previews:
+            if p.image is report.decoded:
+                path = decoded
+                cap = f"{what} {p.rank}: the whole file, {_fmt_db(p.psnr)} dB, SSIM {_fmt_ssim(p.ssim)}"
+            else:
+                path = _save_png(out / f"{stem}-first-{p.rank}.png", p.image)
+                cap = f"first {p.rank} component{'s' if p.rank > 1 else ''} ({what} {p.rank}): {_fmt_db(p.psnr)} dB"
+            progressive.append((path, cap))
+
+        notes = "".join(f"\n* {n}" for n in report.notes)
+        status = (
+            f"**{report.prepared.width}x{report.prepared.height}**, target SSIM {report.settings.target:g}, "
+            f"{enc.mode}, {enc.layout} layout: **{enc.nbytes:,} bytes** ({enc.bpp:.3f} bpp), "
+            f"PSNR {_fmt_db(report.rows[0].psnr)} dB, SSIM {_fmt_ssim(report.rows[0].ssim)}.\n\n"
+            f"How the ranks were chosen: {enc.reason}{notes}"
+        )
+        last = {
+            "image": original,
+            "example": example or None,
+            "settings": report.settings.to_dict(),
+            "notes": list(report.prepared.notes),
+        }
+        return Page(
+            status=status,
+            slider=(original, decoded),
+            summary=summary,
+            table=table,
+            svdk_path=str(svdk_path),
+            png_path=decoded,
+            gallery=gallery,
+            progressive=progressive,
+            rd_figure=charts.rate_distortion(report),
+            spectrum_figure=charts.spectrum(report),
+            last=last,
+            report=report,
+        )
+
+    # -- handlers --------------------------------------------------------------
+
+    def compress_page(self, image, example, target, mode, layout, auto, rank_y, rank_u, rank_v,
+                      progress=None) -> Page:
+        """The page's Compress button (also run on upload and on picking an example)."""
+        try:
+            settings = Settings(float(target) if target is not None else 0.9, mode, layout,
+                                parse_ranks(bool(auto), rank_y, rank_u, rank_v))
+        except (svdk.SvdkError, TypeError, ValueError) as exc:
+            return Page(status=f"**Could not compare:** {exc}", error=True)
+        if not image and not example:
+            return Page(status="Upload a photo or pick an example to start.", error=True)
+        return self.compare(image, example, settings, progress)
+
+    def compress_api(self, image, target=0.9, mode="ycbcr", layout="global", auto=True,
+                     rank_y=64, rank_u=16, rank_v=16) -> tuple[str, dict, str]:
+        """``/compress``: (decoded PNG path, metrics, .svdk path); raises :class:`AppError` with a message."""
+        if not image:
+            raise AppError("no image: send an image file")
+        t0 = time.perf_counter()
+        settings = Settings(float(target), mode, layout, parse_ranks(bool(auto), rank_y, rank_u, rank_v))
+        page = self.compare(image, None, settings, page=False)
+        if page.error:
+            raise AppError(page.status.replace("**Could not compare:** ", "").replace("**", ""))
+        metrics = page.report.to_dict()
+        # reading the upload, the comparison, writing the decoded PNG and the .svdk file
+        metrics["timings"]["handler"] = round(time.perf_counter() - t0, 4)
+        return page.png_path, metrics, page.svdk_path
+
+    def share(self, last: dict | None) -> tuple[str, str]:
+        """Store what the page shows; ``(query string or "", message)``."""
+        if not last or not last.get("image"):
+            return "", "Compress an image first; then Share makes a link to that comparison."
+        try:
+            settings = Settings.from_dict(last["settings"])
+            if last.get("example"):
+                return query_for(last["example"], settings), (
+                    "Link ready (an example: the link holds everything, nothing is stored)."
+                )
+            path = Path(last["image"])
+            if not path.is_file():
+                return "", "This comparison has expired on the server; compress the image again, then share."
+            with Image.open(path) as im:
+                image = np.asarray(im)
+            share_id = self.store.put(image, settings, last.get("notes"))
+        except svdk.SvdkError as exc:
+            return "", f"Could not share: {exc}"
+        except OSError as exc:
+            log.exception("share store failed")
+            return "", f"Could not share: the link store is not writable ({exc.strerror or exc})."
+        return f"?share={share_id}", (
+            "Link ready. It keeps this image and these settings on the server until the store needs room "
+            "for newer links."
+        )
+
+    def open_link(self, params: dict, progress=None) -> Page | None:
+        """The comparison a URL asks for (``?share=ID`` or ``?example=...``); None if it asks for none."""
+        try:
+            what, settings = settings_from_query(params)
+            if what is None:
+                return None
+            if what.startswith("share:"):
+                image, settings, meta = self.store.get(what.split(":", 1)[1])
+                page = self.compare(image, None, settings, progress, name="shared")
+                example = None
+            else:
+                example = what.split(":", 1)[1]
+                page = self.compare(None, example, settings, progress)
+        except svdk.SvdkError as exc:
+            return Page(status=f"**Could not open this link:** {exc}", error=True)
+        if not page.error:
+            page.inputs = {
+                "image": page.slider[0],
+                "example": example,
+                "target": settings.target,
+                "mode": settings.mode,
+                "layout": settings.layout,
+                "auto": settings.auto,
+                "ranks": list(settings.ranks or ()),
+            }
+            if what.startswith("share:"):
+                page.last = {**page.last, "example": None, "notes": meta.get("notes") or []}
+                then = "".join(f"\n* {n}" for n in meta.get("notes") or [])
+                page.status = ("Opened a shared comparison." + (f" When it was shared:{then}" if then else "")
+                               + "\n\n" + page.status)
+        return page
+
+    def pick_example(self, name: str | None) -> str | None:
+        return str(self.workdir.example(name)) if name in svdk.EXAMPLES else None
+
+
+# ----------------------------------------------------------------------------
+# Gradio
+
+
+def _pass_upload_through(image_component) -> None:
+    """Make a gr.Image hand its handler the uploaded file's path as sent.
+
+    gr.Image opens uploads with Pillow before the handler runs, so an empty,
+    corrupt or non-image file fails there with a bare error; svdk's reader
+    explains such files, and the handler shows its message. The override is
+    on this one instance (a gr.Image subclass would make Gradio write a .pyi
+    file next to this module at import time).
+    """
+    original = image_component.preprocess
+
+    def preprocess(payload):
+        if payload is not None and getattr(payload, "path", None) and not str(payload.url or "").startswith("data:"):
+            return str(payload.path)
+        return original(payload)
+
+    image_component.preprocess = preprocess
+
+
+def build_demo(app: App | None = None):
+    """The Blocks of the app (model loaded now, once). Launch with :func:`launch_options`."""
+    import gradio as gr
+
+    app = app or App()
+    lo, hi = SSIM_RANGE
+    with gr.Blocks(title="svdk: SVD image compression", delete_cache=(300, 900), analytics_enabled=False) as demo:
+        gr.Markdown(INTRO)
+        gr.Markdown(f"**Model:** {app.model.description}", elem_id="model-info")
+        with gr.Row():
+            with gr.Column(scale=1, min_width=300):
+                image_in = gr.Image(label="Image", type="filepath", sources=["upload", "clipboard"],
+                                    height=280, elem_id="input-image")
+                _pass_upload_through(image_in)
+                example_dd = gr.Dropdown(choices=list(svdk.EXAMPLES), value=None, label="...or an example photo (scikit-image)",
+                                         elem_id="example")
+                example_state = gr.State(None)
+                target = gr.Slider(lo, hi, value=0.9, step=0.01, label="Target SSIM (luma)", elem_id="target")
+                mode = gr.Radio(["ycbcr", "rgb"], value="ycbcr", label="Colour mode",
+                                info="ycbcr: luma + 4:2:0 chroma at a quarter of the rank; rgb: each channel its own rank")
+                layout = gr.Radio(["global", "tiled"], value="global", label="Layout",
+                                  info="global: one SVD per plane; tiled: an SVD per 8x8 tile")
+                auto = gr.Checkbox(True, label="Automatic rank (CNN prediction, then checked)")
+                with gr.Row():
+                    rank_y = gr.Number(64, precision=0, minimum=1, label="rank Y (or R)", min_width=80)
+                    rank_u = gr.Number(16, precision=0, minimum=1, label="rank U (or G)", min_width=80)
+                    rank_v = gr.Number(16, precision=0, minimum=1, label="rank V (or B)", min_width=80)
+                gr.Markdown("Manual ranks apply when automatic rank is off (global layout).")
+                run_btn = gr.Button("Compress", variant="primary", elem_id="run")
+                with gr.Row():
+                    share_btn = gr.Button("Share", elem_id="share")
+                share_query = gr.Textbox(visible=False)
+                share_url = gr.Textbox(label="Link to this comparison", interactive=False, buttons=["copy"],
+                                       elem_id="share-url")
+                share_msg = gr.Markdown(elem_id="share-msg")
+            with gr.Column(scale=2):
+                status = gr.Markdown("Upload a photo or pick an example to start.", elem_id="status")
+                slider = gr.ImageSlider(label="original | svdk (drag)", type="filepath", interactive=False,
+                                        elem_id="slider")
+                summary = gr.Dataframe(headers=SUMMARY_HEADERS, interactive=False, elem_id="summary", wrap=True,
+                                       column_widths=["30%", "70%"])
+                with gr.Row():
+                    svdk_file = gr.File(label=".svdk file", elem_id="svdk-file")
+                    png_file = gr.File(label="decoded PNG", elem_id="png-file")
+        table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, label="svdk, PNG, JPEG and WebP on this image",
+                             elem_id="table", wrap=True)
+        gallery = gr.Gallery(label="svdk beside JPEG and WebP at the same size and at the same SSIM",
+                             columns=5, height=320, object_fit="contain", elem_id="gallery")
+        progressive = gr.Gallery(label="Progressive: decoded from the same .svdk file, first components only",
+                                 columns=4, height=320, object_fit="contain", elem_id="progressive")
+        with gr.Row():
+            rd_plot = gr.Plot(label="rate-distortion", elem_id="rd-plot")
+            spec_plot = gr.Plot(label="spectrum", elem_id="spectrum-plot")
+        last_state = gr.State(None)
+        # The API endpoint: the same inputs, plain outputs.
+        with gr.Row(visible=False):
+            api_btn = gr.Button("compress (API)")
+            api_image = gr.Image(label="decoded", format="png", type="filepath")
+            api_metrics = gr.JSON(label="metrics")
+            api_file = gr.File(label=".svdk file")
+
+        results = [status, slider, summary, table, svdk_file, png_file, gallery, progressive, rd_plot, spec_plot,
+                   last_state]
+        inputs = [image_in, example_state, target, mode, layout, auto, rank_y, rank_u, rank_v]
+        input_values = [image_in, example_dd, example_state, target, mode, layout, auto, rank_y, rank_u, rank_v]
+
+        def page_values(page: Page):
+            if page.error:
+                gr.Warning(re.sub(r"\*\*", "", page.status))
+                return [page.status, None, None, None, None, None, None, None, None, None, None]
+            return [page.status, page.slider, page.summary, page.table, page.svdk_path, page.png_path, page.gallery,
+                    page.progressive, page.rd_figure, page.spectrum_figure, page.last]
+
+        def on_compress(image, example, t, m, lay, a, y, u, v, progress=gr.Progress()):
+            return page_values(app.compress_page(image, example, t, m, lay, a, y, u, v,
+                                                 progress=lambda f, d: progress(f, desc=d)))
+
+        def on_example(name):
+            return app.pick_example(name), name
+
+        def on_load(request: gr.Request, progress=gr.Progress()):
+            page = app.open_link(dict(request.query_params), progress=lambda f, d: progress(f, desc=d))
+            if page is None:
+                return [gr.skip()] * (len(input_values) + len(results))
+            if page.error:
+                return [gr.skip()] * len(input_values) + page_values(page)
+            i = page.inputs
+            r = (i["ranks"] + [None, None, None])[:3]
+            values = [i["image"], i["example"], i["example"], i["target"], i["mode"], i["layout"], i["auto"],
+                      r[0] or gr.skip(), r[1] or gr.skip(), r[2] or gr.skip()]
+            return values + page_values(page)
+
+        def on_api(image, t, m, lay, a, y, u, v):
+            try:
+                return app.compress_api(image, t, m, lay, a, y, u, v)
+            except svdk.SvdkError as exc:
+                raise gr.Error(str(exc)) from None
+
+        common = {"concurrency_id": "svdk", "concurrency_limit": CONCURRENCY}
+        run_btn.click(on_compress, inputs, results, api_visibility="private", **common)
+        image_in.upload(lambda: (None, None), None, [example_state, example_dd], queue=False,
+                        api_visibility="private").then(
+            on_compress, inputs, results, api_visibility="private", **common)
+        image_in.clear(lambda: (None, None), None, [example_state, example_dd], queue=False, api_visibility="private")
+        example_dd.input(on_example, example_dd, [image_in, example_state], api_visibility="private").then(
+            on_compress, inputs, results, api_visibility="private", **common)
+        share_btn.click(app.share, last_state, [share_query, share_msg], api_visibility="private").then(
+            None, share_query, share_url, api_visibility="private",
+            js="(q) => q ? window.location.origin + window.location.pathname + q : ''")
+        # Not in the "svdk" queue group: a plain visit must not wait behind comparisons (a link's
+        # comparison still waits for one of App's slots).
+        demo.load(on_load, None, input_values + results, api_visibility="private", concurrency_limit=None)
+        api_btn.click(on_api, [image_in, target, mode, layout, auto, rank_y, rank_u, rank_v],
+                      [api_image, api_metrics, api_file], api_name="compress", **common)
+    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+    return demo
+
+
+def launch_options() -> dict:
+    """Keyword arguments of ``demo.launch()``: address from the environment, the upload cap."""
+    opts = {"max_file_size": MAX_UPLOAD_BYTES, "show_error": True}
+    name = os.environ.get("GRADIO_SERVER_NAME")
+    port = os.environ.get("GRADIO_SERVER_PORT")
+    opts["server_name"] = name or "127.0.0.1"
+    opts["server_port"] = int(port) if port else 7860
+    return opts
+
+

@@ -1,0 +1,514 @@
+"""The Gradio app: its handlers as plain functions, the share store, and the
+launched server driven through ``/compress`` with ``gradio_client``.
+
+The browser test (tests/test_app_browser.py) reuses the server started here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import svdk
+from svdk import baselines
+
+pytest.importorskip("gradio", reason="the app needs pip install 'svdk[app]'")
+pytest.importorskip("plotly", reason="the app needs pip install 'svdk[app]'")
+
+from demo import pipeline  # noqa: E402
+from demo.app import App, Workdir, parse_ranks  # noqa: E402
+from demo.pipeline import AppError, Model, Probe, Scorer, Settings, first_reaching, prepare, run  # noqa: E402
+from demo.share import ShareError, ShareStore, query_for, settings_from_query  # noqa: E402
+
+NO_MODEL = Model(None, "no model (tests)")
+# Gradio's queue calls pandas APIs that pandas 3 deprecates; nothing to do with the app.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+]
+
+
+def photo(height=96, width=128) -> np.ndarray:
+    """A crop of scikit-image's chelsea: a real photo, small enough to be quick."""
+    return np.ascontiguousarray(svdk.load_image("example:chelsea").color[60 : 60 + height, 150 : 150 + width])
+
+
+def save(tmp_path: Path, name: str, image, fmt: str = "PNG", **kw) -> str:
+    path = tmp_path / name
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    image.save(path, fmt, **kw)
+    return str(path)
+
+
+@pytest.fixture
+def app(tmp_path):
+    return App(model=NO_MODEL, store=ShareStore(tmp_path / "shares"), workdir=Workdir(tmp_path / "work"))
+
+
+# ----------------------------------------------------------------------------
+# settings and the search helpers
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"target": 1.5}, "target SSIM must be a number in [0.5, 0.99]"),
+        ({"target": float("nan")}, "target SSIM"),
+        ({"mode": "cmyk"}, "colour mode must be one of ycbcr, rgb"),
+        ({"layout": "mosaic"}, "layout must be one of global, tiled"),
+        ({"ranks": (64, "x", 16)}, "ranks must be one to three whole numbers"),
+        ({"layout": "tiled", "ranks": (64, 16, 16)}, "manual ranks apply to the global layout"),
+    ],
+)
+def test_settings_refuse_bad_values(kwargs, message):
+    with pytest.raises(AppError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        Settings(**kwargs)
+
+
+def test_parse_ranks():
+    assert parse_ranks(True, None, None, None) is None
+    assert parse_ranks(False, 64.0, 16, "8") == (64, 16, 8)
+    with pytest.raises(AppError, match="rank for U must be a whole number"):
+        parse_ranks(False, 64, 2.5, 8)
+    with pytest.raises(AppError, match="give a rank for V"):
+        parse_ranks(False, 64, 16, None)
+
+
+def test_first_reaching_agrees_with_a_linear_scan():
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        lo, hi = (0, 100) if trial % 2 else (1, 100)
+        values = np.cumsum(rng.random(hi - lo + 1) * (0 if trial % 7 == 0 else 1))
+        f = lambda q: float(values[q - lo])  # noqa: E731
+        target = float(rng.uniform(values[0] - 1, values[-1] + 1))
+        known = {int(q): f(int(q)) for q in rng.choice(np.arange(lo, hi + 1), int(rng.integers(0, 5)))}
+        expected = next((q for q in range(lo, hi + 1) if f(q) >= target), None)
+        for scale in ("linear", "log"):
+            assert first_reaching(f, target, lo, hi, known, scale=scale) == expected
+
+
+def test_first_reaching_needs_few_evaluations_on_a_smooth_curve():
+    calls = []
+
+    def f(q):
+        calls.append(q)
+        return 1 - 0.8 * np.exp(-((q / 30) ** 0.9))  # SSIM against JPEG quality looks like this
+
+    known = {5: f(5), 30: f(30), 75: f(75)}
+    calls.clear()
+    q = first_reaching(f, 0.9, 1, 100, known, scale="ssim")
+    n = len(calls)
+    assert f(q) >= 0.9 > f(q - 1)
+    assert n <= 4, calls  # baselines' bisection over 1..100 takes 7
+
+
+@pytest.mark.parametrize("codec", [c for c in ("jpeg", "webp") if c in baselines.available()])
+def test_probe_matches_find_what_svdk_baselines_find(codec):
+    image = photo()
+    enc = svdk.encode(image, rank=12)
+    _, target = svdk.compare.measure(image, svdk.decompress(enc.data))
+    scorer = Scorer(image)
+    probe = Probe(codec, image)
+    for q in pipeline.SWEEP_QUALITIES:  # what the app measures first
+        probe.score(q, scorer)
+    expected_size = baselines.match_size(image, codec, enc.nbytes)
+    expected_ssim = baselines.match_ssim(image, codec, target)
+    assert probe.match_size(enc.nbytes) == (expected_size.quality if expected_size else None)
+    assert probe.match_ssim(target, scorer) == (expected_ssim.quality if expected_ssim else None)
+
+
+def test_scorer_agrees_with_svdk_metrics():
+    image = photo()
+    decoded = svdk.decompress(svdk.compress(image, rank=8))
+    p, s = Scorer(image)(decoded)
+    assert p == svdk.metrics.psnr(image, decoded)
+    assert s == pytest.approx(svdk.metrics.ssim(image, decoded), abs=1e-9)
+    assert Scorer(image)(image) == (float("inf"), pytest.approx(1.0))
+
+
+# ----------------------------------------------------------------------------
+# input
+
+
+def test_prepare_refuses_bad_files_with_messages(tmp_path):
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.png"
+    text.write_bytes(b"this is not an image at all")
+    good = save(tmp_path, "good.png", photo())
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(Path(good).read_bytes()[:300])
+    for path, message in [
+        (empty, "the uploaded file is empty"),
+        (text, "the file is not an image that Pillow can read"),
+        (truncated, "the file is corrupt or truncated"),
+        (tmp_path / "gone.png", "the uploaded file is gone"),
+        ("", "no image"),
+    ]:
+        with pytest.raises(svdk.SvdkError, match=message):
+            prepare(str(path) if path != "" else path)
+
+
+def test_prepare_refuses_files_above_the_upload_cap(tmp_path, monkeypatch):
+    path = save(tmp_path, "big.png", photo())
+    monkeypatch.setattr(pipeline, "MAX_UPLOAD_BYTES", 100)
+    with pytest.raises(AppError, match=r"the app takes files up to 0\.0001 MB"):
+        prepare(path)
+
+
+def test_prepare_downscales_large_images_with_a_notice(tmp_path):
+    path = save(tmp_path, "large.png", photo(96, 128))
+    prepared = prepare(path, limit=3000)
+    assert prepared.width * prepared.height <= 3000
+    assert prepared.width / prepared.height == pytest.approx(128 / 96, rel=0.05)
+    assert any("downscaled from 128x96" in n for n in prepared.notes)
+
+
+def test_prepare_refuses_tiny_images(tmp_path):
+    with pytest.raises(AppError, match="at least 8 pixels on each side"):
+        prepare(save(tmp_path, "tiny.png", photo(5, 40)))
+
+
+def _variants(tmp_path):
+    rgb = photo(48, 64)
+    gray = rgb.mean(axis=2).astype(np.uint8)
+    rgba = np.dstack([rgb, np.linspace(0, 255, 64, dtype=np.uint8)[None, :].repeat(48, 0)])
+    sixteen = Image.fromarray(gray.astype(np.uint16) * 257)
+    frames = [Image.fromarray(rgb), Image.fromarray(255 - rgb)]
+    gif = tmp_path / "animated.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100)
+    return {
+        "gray": (save(tmp_path, "gray.png", gray), 2, None),
+        "rgba": (save(tmp_path, "rgba.png", rgba), 3, "alpha channel is stored losslessly"),
+        "16-bit": (save(tmp_path, "sixteen.png", sixteen), 2, "reduced from 16 to 8 bits"),
+        "cmyk": (save(tmp_path, "cmyk.jpg", Image.fromarray(rgb).convert("CMYK"), "JPEG", quality=95), 3,
+                 "converted from CMYK to RGB"),
+        "animated": (str(gif), 3, "only the first is encoded"),
+    }
+
+
+@pytest.mark.parametrize("kind", ["gray", "rgba", "16-bit", "cmyk", "animated"])
+def test_unusual_images_are_compared_with_a_note(app, tmp_path, kind):
+    path, ndim, note = _variants(tmp_path)[kind]
+    page = app.compress_page(path, None, 0.8, "ycbcr", "global", True, 64, 16, 16)
+    assert not page.error, page.status
+    assert page.report.decoded.ndim == ndim or kind == "rgba"
+    if note:
+        assert note in page.status
+    assert Path(page.svdk_path).read_bytes()[:4] == b"SVDK"
+
+
+# ----------------------------------------------------------------------------
+# the comparison
+
+
+@pytest.fixture(scope="module")
+def report():
+    return run(prepare(photo()), Settings(target=0.85), NO_MODEL)
+
+
+def test_report_rows_keep_their_promises(report):
+    svdk_row = report.rows[0]
+    assert svdk_row.codec == "svdk" and svdk_row.ssim >= 0.8  # RGB SSIM, a little under the luma target
+    assert report.encoded.reason.startswith("smallest ranks reaching ssim >= 0.85")
+    by = {(r.codec, r.match): r for r in report.rows}
+    assert by[("png", "lossless")].bytes > 0
+    for codec in [c for c in ("jpeg", "webp") if c in baselines.available()]:
+        same_size, same_ssim = by[(codec, "same size")], by[(codec, "same SSIM")]
+        assert same_size.bytes <= svdk_row.bytes
+        assert same_ssim.ssim >= svdk_row.ssim
+        probe = Probe(codec, photo())
+        assert probe.score(same_ssim.quality - 1, Scorer(photo()))[1] < svdk_row.ssim
+        assert report.files[f"{codec} same SSIM"][:2] in (b"\xff\xd8", b"RI")
+
+
+def test_report_curves_spectrum_and_previews(report):
+    svdk_points = report.curves["svdk"]
+    assert report.current in svdk_points
+    assert [p.bytes for p in svdk_points] == sorted(p.bytes for p in svdk_points)
+    assert svdk_points[0].psnr < svdk_points[-1].psnr
+    for p in svdk_points:
+        if p is not report.current:
+            assert len(svdk.compress(photo(), rank=p.param)) == p.bytes  # the sweep's files are svdk's own
+    assert len(report.spectrum) == 96 and np.all(np.diff(report.spectrum) <= 1e-6)
+    ranks = [p.rank for p in report.previews]
+    k = report.final_rank
+    assert ranks == [j for j in (1, 5, 20) if j < k] + [k]
+    assert [p.psnr for p in report.previews] == sorted(p.psnr for p in report.previews)
+    assert report.previews[-1].image is report.decoded
+    doc = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    assert doc["svdk"]["bytes"] == report.encoded.nbytes and doc["svdk"]["final_rank"] == report.final_rank
+
+
+def test_kept_references_give_the_same_comparison(monkeypatch):
+    prepared = prepare(photo())
+    pipeline._CACHE.clear()
+    cold = {t: run(prepared, Settings(target=t), NO_MODEL) for t in (0.8, 0.9)}
+    pipeline._CACHE.clear()
+    first = run(prepared, Settings(target=0.8), NO_MODEL)
+    again = run(prepared, Settings(target=0.9), NO_MODEL)
+    assert not first.timings["references_cached"] and again.timings["references_cached"]
+    assert first.rows == cold[0.8].rows and again.rows == cold[0.9].rows
+    assert again.curves["jpeg"] == sorted(again.curves["jpeg"], key=lambda p: p.param)
+    assert set(p.param for p in cold[0.9].curves["jpeg"]) <= set(p.param for p in again.curves["jpeg"])
+    assert all(not probe._decoded for refs in pipeline._CACHE.values() for probe in refs.probes.values())
+    monkeypatch.setattr(pipeline, "CACHE_IMAGES", 0)
+    pipeline._CACHE.clear()
+    run(prepared, Settings(target=0.8), NO_MODEL)
+    assert not pipeline._CACHE
+
+
+def test_manual_ranks_and_impossible_ranks(app):
+    page = app.compress_page(None, "camera", 0.9, "ycbcr", "global", False, 30, 4, 4)
+    assert not page.error
+    assert page.report.encoded.ranks == (30,)  # grayscale: Y only
+    page = app.compress_page(None, "coffee", 0.9, "ycbcr", "global", False, 900, 16, 16)
+    assert page.error
+    assert "rank of plane Y must be in [1, 400] for a 600x400 plane; got 900" in page.status
+
+
+def test_tiled_layout_and_rgb_mode(app, tmp_path):
+    path = save(tmp_path, "p.png", photo())
+    tiled = app.compress_page(path, None, 0.85, "ycbcr", "global", True, 0, 0, 0).report
+    page = app.compress_page(path, None, 0.85, "ycbcr", "tiled", True, 64, 16, 16)
+    assert not page.error and page.report.encoded.layout == "tiled"
+    assert page.report.encoded.nbytes < tiled.encoded.nbytes
+    assert "tiled layout" in page.status
+    page = app.compress_page(path, None, 0.85, "rgb", "global", True, 64, 16, 16)
+    assert not page.error and page.report.encoded.mode == "rgb"
+
+
+def test_page_renders_files_galleries_and_figures(app):
+    page = app.compress_page(None, "chelsea", 0.8, "ycbcr", "global", True, 64, 16, 16)
+    assert not page.error
+    original, decoded = page.slider
+    assert np.array_equal(np.asarray(Image.open(decoded)), svdk.decompress(Path(page.svdk_path).read_bytes()))
+    assert np.array_equal(np.asarray(Image.open(original)), svdk.load_image("example:chelsea").color)
+    labels = [caption for _, caption in page.gallery]
+    assert labels[0].startswith("svdk: ") and any("same size" in c for c in labels)
+    assert all(" bytes, " in c and " dB, SSIM " in c for c in labels)
+    assert len(page.progressive) == 4 and Path(page.progressive[0][0]).is_file()
+    assert [row[0] for row in page.summary][:5] == ["bytes", "bits per pixel", "PSNR (dB)", "SSIM (RGB)", "vs PNG"]
+    assert {t.name for t in page.rd_figure.data} >= {"svdk", "JPEG", "this file"}
+    assert page.spectrum_figure.layout.yaxis.type == "log"
+
+
+def test_bad_input_gives_a_message_not_an_exception(app, tmp_path):
+    text = tmp_path / "x.png"
+    text.write_bytes(b"GIF89a but not really")
+    page = app.compress_page(str(text), None, 0.9, "ycbcr", "global", True, 64, 16, 16)
+    assert page.error and "not an image" in page.status
+    page = app.compress_page(None, None, 0.9, "ycbcr", "global", True, 64, 16, 16)
+    assert page.error and "Upload a photo" in page.status
+    page = app.compress_page(None, "coffee", 2.0, "ycbcr", "global", True, 64, 16, 16)
+    assert page.error and "target SSIM" in page.status
+
+
+def test_unexpected_failures_are_logged_and_reported(app, monkeypatch, caplog):
+    def boom(*a, **k):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr("demo.app.run", boom)
+    page = app.compress_page(None, "coffee", 0.9, "ycbcr", "global", True, 64, 16, 16)
+    assert page.error and "Something went wrong on the server" in page.status
+    assert "disk on fire" not in page.status and "disk on fire" in caplog.text
+
+
+# ----------------------------------------------------------------------------
+# sharing
+
+
+def test_share_an_upload_and_open_it_after_a_restart(app, tmp_path):
+    path = save(tmp_path, "up.png", photo())
+    page = app.compress_page(path, None, 0.85, "rgb", "global", True, 64, 16, 16)
+    query, message = app.share(page.last)
+    assert query.startswith("?share=") and "Link ready" in message
+    share_id = query.split("=", 1)[1]
+    assert len(share_id) == 22
+    assert sorted(p.name for p in (tmp_path / "shares").iterdir()) == [f"{share_id}.json", f"{share_id}.png"]
+    # a new server process: new App, new store object, same folder
+    again = App(model=NO_MODEL, store=ShareStore(tmp_path / "shares"), workdir=Workdir(tmp_path / "work2"))
+    opened = again.open_link({"share": share_id})
+    assert not opened.error, opened.status
+    assert opened.table == page.table and opened.summary[:4] == page.summary[:4]
+    assert opened.inputs["mode"] == "rgb" and opened.inputs["target"] == 0.85
+
+
+def test_nothing_is_stored_unless_shared(app, tmp_path):
+    app.compress_page(save(tmp_path, "up.png", photo()), None, 0.85, "ycbcr", "global", True, 64, 16, 16)
+    assert not (tmp_path / "shares").exists()
+
+
+def test_share_an_example_needs_no_store(app, tmp_path):
+    page = app.compress_page(None, "chelsea", 0.8, "ycbcr", "global", True, 64, 16, 16)
+    query, _ = app.share(page.last)
+    assert query == "?example=chelsea&quality=0.8&mode=ycbcr"
+    assert not (tmp_path / "shares").exists()
+    opened = app.open_link(dict(p.split("=") for p in query[1:].split("&")))
+    assert opened.table == page.table
+
+
+def test_share_without_a_comparison(app):
+    assert app.share(None) == ("", "Compress an image first; then Share makes a link to that comparison.")
+
+
+@pytest.mark.parametrize("bad", ["../../etc/passwd", "a/b", "A" * 21, "A" * 23, "A" * 21 + ".", "A" * 21 + "/", ""])
+def test_malformed_share_ids_are_refused_before_the_store_is_touched(tmp_path, bad):
+    touched = []
+
+    class Watched(ShareStore):
+        def _paths(self, share_id):
+            touched.append(share_id)
+            return super()._paths(share_id)
+
+    store = Watched(tmp_path / "shares")
+    with pytest.raises(ShareError, match="malformed"):
+        store.get(bad)
+    assert touched == []
+    app = App(model=NO_MODEL, store=store, workdir=Workdir(tmp_path / "w"))
+    page = app.open_link({"share": bad}) if bad else None
+    if page is not None:
+        assert page.error and "malformed" in page.status
+    assert touched == []
+
+
+def test_unknown_share_id_says_so(app):
+    page = app.open_link({"share": "A" * 22})
+    assert page.error and "does not exist" in page.status
+
+
+def test_store_evicts_the_oldest_links(tmp_path):
+    image = photo(32, 32)
+    store = ShareStore(tmp_path, max_items=3)
+    ids = []
+    for i in range(5):
+        ids.append(store.put(image, Settings(target=0.8 + i / 100)))
+        time.sleep(0.01)
+    assert [sid for _, sid, _ in store.entries()] == ids[2:]
+    for old in ids[:2]:
+        with pytest.raises(ShareError, match="does not exist"):
+            store.get(old)
+    assert store.get(ids[-1])[1].target == pytest.approx(0.84)
+    size = store.entries()[0][2]
+    small = ShareStore(tmp_path / "b", max_bytes=int(2.5 * size))
+    kept = [small.put(image, Settings()) for _ in range(4)]
+    assert [sid for _, sid, _ in small.entries()] == kept[2:]
+    assert not list(tmp_path.glob("**/.*.tmp"))  # atomic writes leave nothing behind
+
+
+def test_store_round_trips_pixels_exactly(tmp_path):
+    rgba = np.dstack([photo(40, 50), np.full((40, 50), 7, np.uint8)])
+    store = ShareStore(tmp_path)
+    image, settings, meta = store.get(store.put(rgba, Settings(mode="rgb"), ["a note"]))
+    assert np.array_equal(image, rgba) and settings.mode == "rgb" and meta["notes"] == ["a note"]
+
+
+def test_url_parameters():
+    assert settings_from_query({}) == (None, None)
+    what, s = settings_from_query({"example": "coffee", "quality": "0.8", "mode": "rgb", "tiled": "1"})
+    assert what == "example:coffee" and s == Settings(0.8, "rgb", "tiled")
+    assert settings_from_query({"example": "astronaut", "ranks": "40,10,10"})[1].ranks == (40, 10, 10)
+    with pytest.raises(AppError, match="unknown example 'moon'"):
+        settings_from_query({"example": "moon"})
+    with pytest.raises(AppError, match="quality in the link must be a number"):
+        settings_from_query({"example": "coffee", "quality": "high"})
+    with pytest.raises(ShareError, match="malformed"):
+        settings_from_query({"share": "../x"})
+    assert query_for("rocket", Settings(0.95, "ycbcr", "tiled")) == "?example=rocket&quality=0.95&mode=ycbcr&layout=tiled"
+
+
+# ----------------------------------------------------------------------------
+# the launched app
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory):
+    """The app with the shipped model on 127.0.0.1 at a free port: ``(url, app)``."""
+    from demo.app import build_demo
+
+    root = tmp_path_factory.mktemp("served")
+    app = App(store=ShareStore(root / "shares"), workdir=Workdir(root / "work"))  # loads the model
+    demo = build_demo(app)
+    demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True)
+    yield demo.local_url, app
+    demo.close()
+
+
+@pytest.fixture(scope="session")
+def client(served):
+    from gradio_client import Client
+
+    return Client(served[0], verbose=False)
+
+
+def test_app_says_which_model_it_uses(served):
+    import urllib.request
+
+    url, app = served
+    assert app.model.predictor is not None
+    html = urllib.request.urlopen(url, timeout=30).read().decode()
+    assert app.model.description in html
+
+
+def test_compress_endpoint(client, tmp_path):
+    from gradio_client import handle_file
+
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert "/compress" in api
+    params = api["/compress"]["parameters"]
+    assert [p["parameter_has_default"] for p in params][1:] == [True] * 7
+    path = save(tmp_path, "in.png", photo())
+    decoded, metrics, svdk_file = client.predict(handle_file(path), api_name="/compress")
+    data = Path(svdk_file).read_bytes()
+    assert np.array_equal(np.asarray(Image.open(decoded)), svdk.decompress(data))
+    assert metrics["svdk"]["bytes"] == len(data) and metrics["svdk"]["policy"] == "cnn"
+    assert metrics["svdk"]["predicted_rank"] >= 1 and metrics["svdk"]["final_rank"] == svdk.info(data)["ranks"][0]
+    assert {r["codec"] for r in metrics["comparison"]} >= {"svdk", "png", "jpeg"}
+    decoded, metrics, _ = client.predict(handle_file(path), 0.9, "ycbcr", "global", False, 20, 5, 5,
+                                         api_name="/compress")
+    assert metrics["svdk"]["ranks"] == [20, 5, 5] and metrics["svdk"]["predicted_rank"] is None
+
+
+def test_compress_endpoint_reports_bad_input_and_keeps_serving(client, tmp_path):
+    from gradio_client import handle_file
+
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(Exception, match="corrupt or truncated|not an image"):
+        client.predict(handle_file(str(bad)), api_name="/compress")
+    with pytest.raises(Exception, match=r"rank of plane Y must be in \[1, 96\]"):
+        client.predict(handle_file(save(tmp_path, "ok.png", photo())), 0.9, "ycbcr", "global", False, 500, 5, 5,
+                       api_name="/compress")
+    _, metrics, _ = client.predict(handle_file(save(tmp_path, "ok2.png", photo())), api_name="/compress")
+    assert metrics["svdk"]["bytes"] > 0
+
+
+def test_requirements_txt_pins_what_pyproject_pins():
+    import tomllib
+
+    repo = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((repo / "pyproject.toml").read_text())["project"]
+    wanted = set(project["dependencies"])
+    for extra in ("app", "model", "hub"):
+        wanted |= {r for r in project["optional-dependencies"][extra] if not r.startswith("svdk[")}
+    lines = (repo / "requirements.txt").read_text().splitlines()
+    pinned = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+    assert pinned == wanted
