@@ -321,7 +321,7 @@ def parse_args(argv):
     p.add_argument("--data", type=Path, default=DEFAULT_KODAK, help="folder with kodim01.png ... kodim24.png")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per image and operation (default 5)")
     p.add_argument("--images", type=int, default=None, help="only the first N images (quick tries)")
-    p.add_argument("--large-repeats", type=int, default=3, help="timed runs of the 12-MP case (default 3)")
+    p.add_argument("--large-repeats", type=int, default=5, help="timed runs of the 12-MP case (default 5)")
     p.add_argument("--large-image", default=LARGE_IMAGE, help=f"Kodak image to upscale (default {LARGE_IMAGE})")
     p.add_argument("--no-large", action="store_true", help="skip the 12-MP case")
     p.add_argument("--no-profile", action="store_true", help="skip the cProfile pass")

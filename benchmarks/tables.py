@@ -145,7 +145,27 @@ def app() -> str:
     d = _load("app_speed.json")
     if d is None:
         return ""
-    return "```json\n" + json.dumps(d.get("figures", d.get("summary", {})), indent=1)[:3000] + "\n```"
+    c = d["concurrent"]
+
+    def row(label, f):
+        target = f.get("target") or ""
+        ok = "" if f.get("pass") is None else (" (met)" if f["pass"] else " (**missed**)")
+        return f"| {label} | {f['value']} {f['unit']} | {target}{ok} |"
+
+    return "\n".join([
+        f"`{d['command'].strip()}`, the shipped model, Kodak images ({d['settings']}):",
+        "",
+        "| figure | value | target |",
+        "|---|---|---|",
+        row("start-up: process start to first request served", d["startup_s"]),
+        row("one request with the full comparison, server side (median, new images)", d["request_s"]),
+        row("the same image again at another target", d["request_warm_s"]),
+        row("client round trip", d["roundtrip_s"]),
+        row("server CPU time per request (all threads)", d["cpu_s_per_request"]),
+        f"| {c['clients']} clients x {c['requests_per_client']} requests | {len(c['errors'])} errors, p95 "
+        f"{c['p95_s']:.1f} s, peak memory {c['peak_rss_mb']:.0f} MB | no error"
+        f"{' (met)' if not c['errors'] else ' (**missed**)'} |",
+    ])
 
 
 TABLES = {"speed": speed, "rd": rd, "predictor": predictor, "kodak": kodak, "app": app}

@@ -87,7 +87,7 @@ import numpy as np
 from PIL import Image
 
 from . import policies
-from ._codec import rgb_to_ycbcr
+from ._codec import _OFFSET, _RGB_TO_YCBCR
 from ._errors import OptionError, SvdkError
 from ._image import ImageLike, load_image
 
@@ -162,18 +162,24 @@ def luma(color: np.ndarray) -> np.ndarray:
     """The codec's luma plane (float32, 0..255) of uint8 gray or RGB pixels."""
     if color.ndim == 2:
         return color.astype(np.float32)
-    return rgb_to_ycbcr(color)[..., 0]
+    # rgb_to_ycbcr's first plane, computed alone (the same float32 arithmetic)
+    x = color.astype(np.float32)
+    m = _RGB_TO_YCBCR
+    return m[0, 0] * x[..., 0] + m[0, 1] * x[..., 1] + m[0, 2] * x[..., 2] + _OFFSET[0]
 
 
-def model_input(color256: np.ndarray) -> np.ndarray:
-    """The network's input ``(64, 64, 1)`` in [0, 1]: luma averaged over 4x4 blocks."""
-    y = luma(color256)
+def model_input(color256: np.ndarray, *, y: np.ndarray | None = None) -> np.ndarray:
+    """The network's input ``(64, 64, 1)`` in [0, 1]: luma averaged over 4x4 blocks.
+
+    ``y``, the image's :func:`luma` when the caller has it already.
+    """
+    y = luma(color256) if y is None else y
     f = WORK_SIZE // INPUT_SHAPE[0]
     small = y.reshape(INPUT_SHAPE[0], f, INPUT_SHAPE[1], f).mean(axis=(1, 3)) / 255.0
     return np.clip(small, 0.0, 1.0).astype(np.float32)[..., None]
 
 
-def hand_features(color256: np.ndarray) -> np.ndarray:
+def hand_features(color256: np.ndarray, *, y: np.ndarray | None = None) -> np.ndarray:
     """:data:`FEATURE_NAMES` of the 256x256 luma (float32), about 2 ms.
 
     Mean and standard deviation of the luma in [0, 1]; the share of pixels
@@ -185,7 +191,7 @@ def hand_features(color256: np.ndarray) -> np.ndarray:
     from skimage.feature import graycomatrix, graycoprops
     from skimage.filters import sobel
 
-    y = luma(color256)
+    y = luma(color256) if y is None else y
     y8 = np.clip(np.rint(y), 0, 255).astype(np.uint8)
     yf = y / 255.0
     glcm = graycomatrix(y8 // 4, distances=[1], angles=[0, np.pi / 2], levels=64, symmetric=True, normed=True)
@@ -455,9 +461,10 @@ class RankPredictor:
 
     def log_ranks(self, color256: np.ndarray) -> np.ndarray:
         """``log k`` at every grid target for one 256x256 image (uint8)."""
-        inputs = [model_input(color256)[None]]
+        y = luma(color256)
+        inputs = [model_input(color256, y=y)[None]]
         if self.features:
-            f = (hand_features(color256) - self._feature_mean) / self._feature_std
+            f = (hand_features(color256, y=y) - self._feature_mean) / self._feature_std
             inputs.append(f[None].astype(np.float32))
         out = np.asarray(self._forward()(*inputs), dtype=np.float64)[0]
         if self.config.get("output", "log_k") == "k":  # the seed network outputs ranks
