@@ -105,6 +105,17 @@ def test_other_version(tmp_path):
         RankPredictor.load(path)
 
 
+def test_model_trained_on_other_features(tmp_path):
+    """A model whose feature list is not the one this svdk computes is refused, not fed wrong inputs."""
+    path = _copy_model(tmp_path)
+    cfg = json.loads(path.with_suffix(".json").read_text())
+    assert cfg["features"], "the shipped model uses the hand-crafted features"
+    cfg["features"] = [("edge_density" if f == "edge_share" else f) for f in cfg["features"]]
+    path.with_suffix(".json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelError, match=r"m\.json: the model was trained on the features .*edge_density"):
+        RankPredictor.load(path)
+
+
 def test_other_input_shape(tmp_path):
     # a model made for 32x32 inputs, with a configuration that claims 64x64
     inp = keras.Input((32, 32, 1))
