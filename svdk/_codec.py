@@ -61,11 +61,26 @@ def chroma_rank(luma_rank: int, shape: tuple[int, int]) -> int:
 # colour planes
 
 
-def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
-    x = rgb.astype(np.float32)
-    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+def ycbcr_planes(rgb: np.ndarray) -> list[np.ndarray]:
+    """Y, Cb and Cr of ``(H, W, 3)`` pixels as three contiguous float32 planes.
+
+    Each plane is ``m0 * R + m1 * G + m2 * B + offset``, added left to right
+    in float32 (in place, on contiguous copies of the channels).
+    """
+    r, g, b = (np.ascontiguousarray(rgb[..., c], dtype=np.float32) for c in range(3))
     m = _RGB_TO_YCBCR
-    return np.stack([m[i, 0] * r + m[i, 1] * g + m[i, 2] * b + _OFFSET[i] for i in range(3)], axis=-1)
+    planes = []
+    for i in range(3):
+        p = m[i, 0] * r
+        p += m[i, 1] * g
+        p += m[i, 2] * b
+        p += _OFFSET[i]
+        planes.append(p)
+    return planes
+
+
+def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
+    return np.stack(ycbcr_planes(rgb), axis=-1)
 
 
 def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
@@ -102,8 +117,7 @@ def to_planes(color: np.ndarray, mode: str, subsampled: bool) -> list[np.ndarray
         return [color.astype(np.float32)]
     if mode == "rgb":
         return [color[..., c].astype(np.float32) for c in range(3)]
-    ycc = rgb_to_ycbcr(color)
-    planes = [np.ascontiguousarray(ycc[..., c]) for c in range(3)]
+    planes = ycbcr_planes(color)
     if subsampled:
         planes[1:] = [_downsample(p) for p in planes[1:]]
     return planes
