@@ -23,8 +23,9 @@ a temporary share folder, a free port on 127.0.0.1) and talks to it through
   ``page_request_s``: the page's Compress handler (the same comparison, plus
   the gallery files, progressive previews and plotly charts), timed in this
   process after the server has stopped;
-  ``cpu_s_per_request`` is the server process's CPU time per request (the
-  machine is shared: compare it with the load average recorded);
+  ``cpu_s_per_request`` is the server process's CPU time per request, over
+  both kinds, with the median of each (``cold_median_s``, ``warm_median_s``;
+  the machine is shared: compare it with the load average recorded);
 * ``concurrent``: ``--clients`` clients (threads, one ``gradio_client.Client``
   each) sending ``--requests`` requests each at once (client ``i``'s
   ``j``-th request is Kodak image ``i + j`` of those above, so most are
@@ -209,16 +210,21 @@ def main(argv: list[str] | None = None) -> int:
 
         # one request at a time: each image cold, then again with another target (the slider moved)
         handler, compare, roundtrip, warm = [], [], [], []
+        cpu_cold, cpu_warm = [], []
         cpu0 = _cpu_seconds(proc.pid)
         per_image = {}
         for path in paths[1 : args.images + 1]:
+            c = _cpu_seconds(proc.pid)
             rt, m = compress(client, path)
+            cpu_cold.append(_cpu_seconds(proc.pid) - c)
             if m["timings"]["references_cached"]:
                 raise RuntimeError(f"{path.name} was not cold: the app had it cached")
             handler.append(m["timings"]["handler"])
             compare.append(m["timings"]["total"])
             roundtrip.append(rt)
+            c = _cpu_seconds(proc.pid)
             _, m2 = compress(client, path, target=args.warm_target)
+            cpu_warm.append(_cpu_seconds(proc.pid) - c)
             warm.append(m2["timings"]["handler"])
             per_image[path.name] = {"cold": m["timings"]["handler"], "warm": m2["timings"]["handler"]}
             print(f"  {path.name}: {m['timings']['handler']:.2f} s server side ({rt:.2f} s round trip), "
@@ -296,7 +302,9 @@ def main(argv: list[str] | None = None) -> int:
                 "roundtrip_s": figure("roundtrip_s", round(statistics.median(roundtrip), 3),
                                       what="client side: upload, queue, handler, download"),
                 "cpu_s_per_request": figure("cpu_s_per_request", round(cpu_per_request, 3),
-                                            what="server process CPU time (all threads) per sequential request"),
+                                            what="server process CPU time (all threads) per sequential request",
+                                            cold_median_s=round(statistics.median(cpu_cold), 3),
+                                            warm_median_s=round(statistics.median(cpu_warm), 3)),
                 "load_average_after_sequential": load_sequential,
                 "concurrent": {
                     "clients": args.clients,

@@ -112,9 +112,10 @@ def exact_svd_comparison(img: np.ndarray, data: bytes) -> dict:
     """PSNR of svdk's file against the same file made with an exact luma SVD.
 
     The luma plane (as svdk codes it) gets an exact ``numpy.linalg.svd``; its
-    rank-k factors are quantized the way the format specifies
-    (``round(sqrt(s_i) * u_i / step)``) and packed with svdk's chroma factors
-    unchanged, so only the luma SVD differs. Three comparisons:
+    rank-k factors are quantized by svdk's own :class:`~svdk._codec.Plane`
+    (given the exact decomposition instead of computing its own) and packed
+    with svdk's chroma factors unchanged, so only the luma SVD differs. Three
+    comparisons:
 
     * ``own step``: the exact factors with svdk's step rule applied to the
       exact ``s_k`` -- the file svdk would write with an exact SVD (the
@@ -124,40 +125,44 @@ def exact_svd_comparison(img: np.ndarray, data: bytes) -> dict:
       (``svdk._codec._svd``, the function ``compress`` calls) against the
       exact one: the accuracy of the SVD alone.
 
-    This leans on svdk's private helpers (``_codec.to_planes``, ``_svd``,
-    ``auto_step``, ``step_code``, ``reconstruct``); as a check that they still
-    match the encoder, re-packing svdk's own factors must give its bytes.
+    This leans on svdk's private helpers (``_codec.to_planes``, ``Plane``,
+    ``_svd``, ``reconstruct``); as a check that they still match the encoder,
+    re-packing svdk's own factors must give its bytes.
     """
     from svdk import _codec
 
     header, factors, _ = fmt.unpack(data)
     codes = [p.qstep for p in header.planes]
     common = dict(width=header.width, height=header.height, mode=header.mode,
-                  subsampled=header.subsampled, predictor=header.predictor)
+                  subsampled=header.subsampled, predictor=header.predictor, coder=header.coder)
     repack_same = fmt.pack(factors=factors, qsteps=codes, **common) == bytes(data)
 
     y = _codec.to_planes(img, "ycbcr", True)[0]
     k = header.planes[0].rank
     u, s, vt = np.linalg.svd(y.astype(np.float64), full_matrices=False)
+
+    def exact_plane(qstep=None):
+        plane = _codec.Plane(y, qstep)
+        n = min(plane._bucket(k), plane.max_rank)
+        plane._svds[plane._bucket(k)] = (u[:, :n], s[:n], vt[:n])
+        return plane
+
+    *exact_y, own = exact_plane().quantize(k)
+    exact = fmt.pack(factors=[tuple(exact_y), *factors[1:]], qsteps=[own, *codes[1:]], **common)
+    *same_y, _ = exact_plane(codes[0] / 256.0).quantize(k)
+    exact_same = fmt.pack(factors=[tuple(same_y), *factors[1:]], qsteps=codes, **common)
+    ru, rs, rvt = _codec._svd(y, k)
     u, s, vt = u[:, :k], s[:k], vt[:k]
 
-    def quantized(code):
-        root = np.sqrt(s)[:, None] / (code / 256.0)
-        return np.rint(u.T * root).astype(np.int64), np.rint(vt * root).astype(np.int64)
-
-    own = _codec.step_code(_codec.auto_step(float(s[-1]), y.shape))
-    a, b = quantized(own)
-    exact = fmt.pack(factors=[(a, b), *factors[1:]], qsteps=[own, *codes[1:]], **common)
-    a2, b2 = quantized(codes[0])
-    exact_same = fmt.pack(factors=[(a2, b2), *factors[1:]], qsteps=codes, **common)
-    ru, rs, rvt = _codec._svd(y, k)
+    def luma(f, code):
+        return _codec.to_uint8(_codec.reconstruct(*f[:2], code, *f[2:]))
 
     out = {
         "rank": k,
         "repack_identical": repack_same,
-        "psnr_y_randomized_db": psnr_plane(y, _codec.to_uint8(_codec.reconstruct(*factors[0], codes[0]))),
-        "psnr_y_exact_db": psnr_plane(y, _codec.to_uint8(_codec.reconstruct(a, b, own))),
-        "psnr_y_exact_same_step_db": psnr_plane(y, _codec.to_uint8(_codec.reconstruct(a2, b2, codes[0]))),
+        "psnr_y_randomized_db": psnr_plane(y, luma(factors[0], codes[0])),
+        "psnr_y_exact_db": psnr_plane(y, luma(exact_y, own)),
+        "psnr_y_exact_same_step_db": psnr_plane(y, luma(same_y, codes[0])),
         "psnr_y_randomized_unquantized_db": psnr_plane(y, _codec.to_uint8((ru * rs) @ rvt)),
         "psnr_y_exact_unquantized_db": psnr_plane(y, _codec.to_uint8((u * s) @ vt)),
         "psnr_rgb_randomized_db": metrics.psnr(img, svdk.decompress(data)),

@@ -142,6 +142,35 @@ def kodak() -> str:
     return "\n".join(out)
 
 
+def coding() -> str:
+    d = _load("global_coding.json")
+    if d is None:
+        return ""
+    labels = {
+        "v1": "format 1.0: one step per plane, delta, zlib",
+        "v1-lzma": "the same integers, LZMA",
+        "steps": "a step per component, delta, zlib",
+        "steps-lzma": "a step per component, delta, LZMA",
+        "v2": "format 2.0: a step per component, DCT, rANS over band models",
+        "v2-step1.2": "format 2.0, step factor 1.2",
+        "v2-step2.0": "format 2.0, step factor 2.0",
+    }
+    base = d["summary"]["v1"]["bd_psnr_db"]
+    out = [
+        f"`{d['command'].strip()}` ({len(d['images'])} images; BD-PSNR against JPEG over 0.25-1.0 bpp, "
+        "per image then averaged):",
+        "",
+        "| variant | step factor | BD-PSNR vs JPEG | gain over format 1.0 |",
+        "|---|---|---|---|",
+    ]
+    for name, row in d["summary"].items():
+        out.append(
+            f"| {labels.get(name, name)} | {row['factor']:g} | {row['bd_psnr_db']:+.2f} dB | "
+            f"{row['bd_psnr_db'] - base:+.2f} dB |"
+        )
+    return "\n".join(out)
+
+
 def app() -> str:
     d = _load("app_speed.json")
     if d is None:
@@ -175,6 +204,7 @@ TABLES = {
     "rd-bsds500": lambda: rd("bench-bsds500-test"),
     "predictor": predictor,
     "kodak": kodak,
+    "coding": coding,
     "app": app,
 }
 

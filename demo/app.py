@@ -32,6 +32,7 @@ import shutil
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,6 +176,10 @@ class Workdir:
         return path
 
 
+#: Writes the page's PNGs (zlib releases the GIL) while the table and charts are built.
+_WRITER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="svdk-png")
+
+
 def _save_png(path: Path, image: np.ndarray, level: int = 1) -> str:
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[..., 0]
@@ -239,8 +244,14 @@ class App:
         out = self.workdir.new()
         enc = report.encoded
         stem = _safe_stem(name)
-        original = _save_png(out / f"{stem}-original.png", report.prepared.pixels.merged())
-        decoded = _save_png(out / f"{stem}-svdk.png", report.decoded)
+        writes = []
+
+        def save_png(path: Path, image: np.ndarray) -> str:
+            writes.append(_WRITER.submit(_save_png, path, image))
+            return str(path)
+
+        original = save_png(out / f"{stem}-original.png", report.prepared.pixels.merged())
+        decoded = save_png(out / f"{stem}-svdk.png", report.decoded)
         svdk_path = out / f"{stem}.svdk"
         svdk_path.write_bytes(enc.data)
 
@@ -296,7 +307,7 @@ class App:
                 path = decoded
                 cap = f"{what} {p.rank}: the whole file, {_fmt_db(p.psnr)} dB, SSIM {_fmt_ssim(p.ssim)}"
             else:
-                path = _save_png(out / f"{stem}-first-{p.rank}.png", p.image)
+                path = save_png(out / f"{stem}-first-{p.rank}.png", p.image)
                 cap = f"first {p.rank} component{'s' if p.rank > 1 else ''} ({what} {p.rank}): {_fmt_db(p.psnr)} dB"
             progressive.append((path, cap))
 
@@ -313,6 +324,9 @@ class App:
             "settings": report.settings.to_dict(),
             "notes": list(report.prepared.notes),
         }
+        rd_figure, spectrum_figure = charts.rate_distortion(report), charts.spectrum(report)
+        for w in writes:
+            w.result()  # every file the page names is written
         return Page(
             status=status,
             slider=(original, decoded),
@@ -322,8 +336,8 @@ class App:
             png_path=decoded,
             gallery=gallery,
             progressive=progressive,
-            rd_figure=charts.rate_distortion(report),
-            spectrum_figure=charts.spectrum(report),
+            rd_figure=rd_figure,
+            spectrum_figure=spectrum_figure,
             last=last,
             report=report,
         )

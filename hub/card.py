@@ -6,8 +6,9 @@
 * the model's configuration (``model.json``),
 * the run's ``metrics.json`` (written by ``python -m training.train``): data,
   test metrics, cross-validation, latency,
-* the rate-distortion summary of ``results/rd_kodak.json`` (written by
-  ``python -m benchmarks.rd_kodak``): how svdk compares with JPEG,
+* the rate-distortion summary ``results/bench-kodak/summary.json`` (written
+  by ``svdk bench``, the same file the README's table is printed from): how
+  svdk compares with JPEG,
 * optionally ``results/predictor.json`` (written by ``python -m
   training.report``): the baselines.
 
@@ -21,13 +22,18 @@ from pathlib import Path
 from string import Template
 
 from svdk import SvdkError
+from svdk.bench import TARGET_BPP
 
-__all__ = ["render_card", "CardError", "TEMPLATE", "RD_CODEC", "RD_REFERENCE"]
+__all__ = ["render_card", "CardError", "TEMPLATE", "RD_CODEC", "RD_REFERENCE", "RD_COMMAND"]
 
 TEMPLATE = Path(__file__).with_name("card_template.md")
-#: The codec and the reference compared in the card's limitations.
-RD_CODEC = "svdk-ycbcr"
+#: The codec and the reference compared in the card's limitations: the benchmark's
+#: name for what ``svdk.compress`` writes by default (global layout, ycbcr 4:2:0),
+#: against the reference its BD figures are computed against.
+RD_CODEC = "svdk-global-ycbcr"
 RD_REFERENCE = "jpeg"
+#: Regenerates the summary; also the command named when its own record lacks one.
+RD_COMMAND = "svdk bench"
 
 
 class CardError(SvdkError):
@@ -103,37 +109,77 @@ def _baselines(report: dict | None, metrics: dict) -> str:
     return text
 
 
-def _rd_figures(rd: dict) -> tuple[str, str, str, int]:
-    """(verdict, gap sentence, command, images) comparing svdk with JPEG at each target bpp of the summary."""
+def _float(value) -> float | None:
+    """``value`` as a float; ``None`` (JSON ``null``: no image covers that rate) stays ``None``."""
+    return None if value is None else float(value)
+
+
+def _rd_missing(what: str) -> CardError:
+    return CardError(
+        f"the rate-distortion summary lacks {what} (expected reference {RD_REFERENCE!r}, bd_range_bpp, and "
+        f"codecs.{RD_CODEC} and codecs.{RD_REFERENCE} with psnr_at_<rate>_bpp and its _images count at "
+        f"{', '.join(f'{b:g}' for b in TARGET_BPP)} bpp, and bd_psnr_db and bd_images for {RD_CODEC}); "
+        f"regenerate it with '{RD_COMMAND}'"
+    )
+
+
+def _rd_figures(rd: dict) -> dict[str, str]:
+    """The card's comparison of :data:`RD_CODEC` with JPEG, from an ``svdk bench`` summary.
+
+    The summary keeps only each codec's mean PSNR at each rate, so the gap is
+    the difference of two means. When the two means are not over the same
+    images (a curve that does not reach a rate leaves its image out), the
+    sentence says over how many each is, rather than pass the difference off
+    as a like-for-like one. A figure that is missing or ``null`` is an error:
+    the card states no comparison it cannot back with the file.
+    """
+    if rd.get("reference") != RD_REFERENCE:
+        raise _rd_missing(f"figures against {RD_REFERENCE!r} (its reference is {rd.get('reference')!r})")
     try:
-        summary = rd["summary"]
-        ours, ref = summary["codecs"][RD_CODEC], summary["codecs"][RD_REFERENCE]
-        points, n_images = [], math.inf
-        for bpp in summary["target_bpp"]:
-            key = next(k for k in ours if float(k) == float(bpp))
-            gap = ours[key]["gap_to_jpeg_db"]
-            ref_key = next(k for k in ref if float(k) == float(bpp))
-            points.append((float(bpp), gap, ours[key]["psnr-rgb"], ref[ref_key]["psnr-rgb"]))
-            n_images = min(n_images, ours[key].get("gap_n_images", ours[key]["n_images"]))
-    except (KeyError, TypeError, ValueError, StopIteration) as exc:
-        raise CardError(
-            f"the rate-distortion summary lacks {exc} (expected summary.codecs.{RD_CODEC} and "
-            f".{RD_REFERENCE} with psnr-rgb and gap_to_jpeg_db at each of summary.target_bpp); regenerate "
-            "it with 'python -m benchmarks.rd_kodak'"
-        ) from None
-    if not points or any(g is None for _, g, _, _ in points):
-        raise CardError(f"the rate-distortion summary has no JPEG gap for {RD_CODEC}; regenerate it")
-    sentence = "; ".join(
-        f"{abs(g):.1f} dB {'behind' if g < 0 else 'ahead'} at {b:g} bpp ({o:.1f} dB against {r:.1f} dB)"
-        for b, g, o, r in points
-    )
-    behind = all(g < 0 for _, g, _, _ in points)
-    verdict = (
-        "has a lower PSNR than Pillow's JPEG at every rate measured"
-        if behind
-        else "compares with Pillow's JPEG as follows"
-    )
-    return verdict, sentence, rd.get("command", "python -m benchmarks.rd_kodak").strip(), n_images
+        codecs = rd["codecs"]
+        ours, ref = codecs[RD_CODEC], codecs[RD_REFERENCE]
+        bd_low, bd_high = (float(v) for v in rd["bd_range_bpp"])
+        points = []
+        for bpp in TARGET_BPP:
+            key = f"psnr_at_{bpp:g}_bpp"
+            points.append(
+                (bpp, _float(ours[key]), _float(ref[key]), int(ours[f"{key}_images"]), int(ref[f"{key}_images"]))
+            )
+        bd_psnr, bd_images = _float(ours["bd_psnr_db"]), int(ours["bd_images"])
+    except KeyError as exc:
+        raise _rd_missing(str(exc)) from None
+    except (TypeError, ValueError) as exc:
+        raise _rd_missing(f"a usable value ({exc})") from None
+    for bpp, o, r, _, _ in points:
+        if o is None or r is None:  # no image's curve reaches that rate
+            raise _rd_missing(f"psnr_at_{bpp:g}_bpp for {RD_CODEC if o is None else RD_REFERENCE} (it is null)")
+    if bd_psnr is None:
+        raise _rd_missing(f"bd_psnr_db for {RD_CODEC} (it is null)")
+    images = rd.get("images")
+    n_images = len(images) if isinstance(images, list) and images else max(p[4] for p in points)
+
+    def phrase(bpp, o, r, n_ours, n_ref):
+        gap = o - r
+        text = f"{abs(gap):.1f} dB {'behind' if gap < 0 else 'ahead'} at {bpp:g} bpp ({o:.1f} dB against {r:.1f} dB"
+        if n_ours != n_images or n_ref != n_images:
+            text += f"; svdk over {n_ours} and JPEG over {n_ref} of the {n_images} images"
+        return text + ")"
+
+    behind = all(o < r for _, o, r, _, _ in points)
+    bd_note = "" if bd_images == n_images else f" ({bd_images} of the {n_images} images)"
+    return {
+        "jpeg_verdict": (
+            "has a lower PSNR than Pillow's JPEG at every rate measured"
+            if behind
+            else "compares with Pillow's JPEG as follows"
+        ),
+        "jpeg_gap": "; ".join(phrase(*p) for p in points),
+        "bd_psnr": f"{bd_psnr:+.2f} dB{bd_note}",
+        "bd_range": f"{bd_low:g}-{bd_high:g}",
+        "rd_codec": RD_CODEC,
+        "rd_command": (rd.get("command") or RD_COMMAND).strip(),
+        "rd_images": str(n_images),
+    }
 
 
 def render_card(repo_id: str, config: dict, metrics: dict, rd: dict, report: dict | None = None) -> str:
@@ -144,7 +190,6 @@ def render_card(repo_id: str, config: dict, metrics: dict, rd: dict, report: dic
     limit = (metrics.get("settings") or {}).get("limit")
     latency = metrics.get("latency")
     machine = metrics.get("machine") or {}
-    verdict, gap, rd_command, rd_images = _rd_figures(rd)
     cv_line, cv_table = _cv(metrics.get("cv"))
     values = {
         "repo_id": repo_id,
@@ -184,9 +229,6 @@ def render_card(repo_id: str, config: dict, metrics: dict, rd: dict, report: dic
             if latency
             else "Not measured in this run (`--no-latency`)."
         ),
-        "jpeg_verdict": verdict,
-        "jpeg_gap": gap,
-        "rd_command": rd_command,
-        "rd_images": rd_images,
+        **_rd_figures(rd),
     }
     return Template(TEMPLATE.read_text()).substitute(values)

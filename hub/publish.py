@@ -1,7 +1,7 @@
 """Publish a trained rank predictor to the Hugging Face Hub, with its model card.
 
 ``python -m hub.publish --repo-id OWNER/NAME --run RUN_DIR [--private] [--revision-note TEXT]
-[--endpoint URL] [--token TOKEN] [--rd results/rd_kodak.json] [--report results/predictor.json]``
+[--endpoint URL] [--token TOKEN] [--rd results/bench-kodak/summary.json] [--report results/predictor.json]``
 
 ``RUN_DIR`` is a folder made by ``python -m training.train --out RUN_DIR``
 (``model.keras``, ``model.json``, ``metrics.json``). The model is loaded with
@@ -65,8 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="Hub token with write access (default HF_TOKEN, else the saved login)")
     p.add_argument(
         "--rd",
-        default=str(REPO / "results" / "rd_kodak.json"),
-        help="rate-distortion results for the card's comparison with JPEG (default results/rd_kodak.json)",
+        default=str(REPO / "results" / "bench-kodak" / "summary.json"),
+        help="summary.json of 'svdk bench', for the card's comparison with JPEG "
+        "(default results/bench-kodak/summary.json)",
     )
     p.add_argument(
         "--report",
@@ -116,7 +117,7 @@ def publish(
     note: str | None = None,
     endpoint: str | None = None,
     token: str | None = None,
-    rd: str | Path = REPO / "results" / "rd_kodak.json",
+    rd: str | Path = REPO / "results" / "bench-kodak" / "summary.json",
     report: str | Path | None = REPO / "results" / "predictor.json",
 ) -> tuple[str, str]:
     """Upload the run in one commit; returns ``(commit id, commit URL)``. Raises :class:`PublishError`."""
@@ -140,8 +141,10 @@ def publish(
     except ImportError:
         raise PublishError("publishing needs huggingface_hub; install it with pip install 'svdk[hub]'") from None
     token = _token(token)
+    from .card import RD_COMMAND, CardError, render_card
+
     metrics = _read_json(run / "metrics.json", "a run's metrics.json", "python -m training.train")
-    rd_data = _read_json(Path(rd), "the rate-distortion summary", "python -m benchmarks.rd_kodak")
+    rd_data = _read_json(Path(rd), "the rate-distortion summary", RD_COMMAND)
     report_data = None
     if report is not None and Path(report).is_file():
         report_data = _read_json(Path(report), "the baseline report", "python -m training.report")
@@ -149,8 +152,6 @@ def publish(
         print(f"note: {report} is missing; the card says the baselines were not included", file=sys.stderr)
 
     from svdk.predictor import ModelError, RankPredictor, _summary
-
-    from .card import CardError, render_card
 
     try:
         predictor = RankPredictor.load(run / "model.keras")

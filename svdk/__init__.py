@@ -78,7 +78,9 @@ def compress(image: ImageLike, **options) -> bytes:
     policy : str, optional
         A registered rank policy to use with the target above.
     qstep : float, optional
-        Quantization step of the factors (default: chosen per plane).
+        Quantization step of the weakest kept component of every plane
+        (default: chosen per plane); stronger components get finer steps,
+        in proportion to ``1 / sqrt(singular value)``.
     tiled : bool, optional
         Use the tiled layout: an SVD per tile (8x8 by default, ``tile_size``
         to change) with per-tile ranks from one threshold. It takes a

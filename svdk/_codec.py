@@ -12,6 +12,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.fft import dct, idct
 from threadpoolctl import ThreadpoolController
 
 from . import format as fmt
@@ -26,9 +27,12 @@ CHROMA_RANK_FRACTION = 0.25
 #: In the tiled ycbcr layout, chroma keeps the components above this
 #: fraction of the luma threshold.
 CHROMA_TAU_FRACTION = 0.5
-#: Default quantization step, relative to the scale of the smallest kept
-#: component (see :func:`auto_step`).
-STEP_FACTOR = 0.5
+#: Default quantization step of the smallest kept component, relative to
+#: its scale (see :func:`auto_step`); larger components get finer steps
+#: (:func:`component_exponents`). Chosen on Kodak by BD-PSNR against JPEG
+#: (``python -m benchmarks.global_coding``: 1.5 and 2.0 within 0.02 dB, 1.2
+#: 0.14 dB worse).
+STEP_FACTOR = 1.5
 
 # JPEG's full-range BT.601 (JFIF) conversion.
 _RGB_TO_YCBCR = np.array(
@@ -126,15 +130,29 @@ def to_planes(color: np.ndarray, mode: str, subsampled: bool) -> list[np.ndarray
 def from_planes(planes: list[np.ndarray], mode: str, height: int, width: int) -> np.ndarray:
     """Join decoded float planes into an 8-bit image."""
     if mode == "gray":
-        out = planes[0]
-    elif mode == "rgb":
-        out = np.stack(planes, axis=-1)
-    else:
-        full = [
-            p if p.shape == (height, width) else _upsample(p, height, width) for p in planes
-        ]
-        out = ycbcr_to_rgb(np.stack(full, axis=-1))
-    return to_uint8(out)
+        return to_uint8(planes[0])
+    if mode == "rgb":
+        return to_uint8(np.stack(planes, axis=-1))
+    y, cb, cr = (p if p.shape == (height, width) else _upsample(p, height, width) for p in planes)
+    return _ycbcr_planes_to_rgb8(y, cb - _OFFSET[1], cr - _OFFSET[2])
+
+
+def _ycbcr_planes_to_rgb8(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> np.ndarray:
+    """:func:`ycbcr_to_rgb` then :func:`to_uint8`, a channel at a time, in place.
+
+    The same float32 products and sums as the matrix product (left to
+    right); about twice as fast as stacking the planes and multiplying.
+    """
+    out = np.empty((*y.shape, 3), dtype=np.uint8)
+    m = _YCBCR_TO_RGB
+    for c in range(3):
+        ch = m[c, 0] * y
+        ch += m[c, 1] * cb
+        ch += m[c, 2] * cr
+        np.rint(ch, out=ch)
+        np.clip(ch, 0, 255, out=ch)
+        out[..., c] = ch
+    return out
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
@@ -213,6 +231,27 @@ def auto_step(s_k: float, shape: tuple[int, int]) -> float:
     return STEP_FACTOR * math.sqrt(max(s_k, 1e-6) / max(shape))
 
 
+def component_exponents(s: np.ndarray) -> np.ndarray:
+    """Per-component step exponents ``e_i``: ``step_i = step * 2 ** (-e_i / 8)``.
+
+    A component's quantization error is weighted by its singular value, so
+    at equal rate the least total error comes with steps in proportion to
+    ``1 / sqrt(s_i)``: ``e_i = 4 * log2(s_i / s_k)``, the last component at
+    the plane's step. Components below ``2**-20`` of the first (beyond the
+    numerical rank of the plane) count as that level, so no step is finer
+    than ``2**-10`` of the plane's and the integers stay far below the
+    format's limit.
+    """
+    s = np.asarray(s, dtype=np.float64)
+    floor = max(float(s[0]) * 2.0**-20, 1e-12)
+    ref = max(float(s[-1]), floor)
+    return np.clip(np.rint(4 * np.log2(np.maximum(s, floor) / ref)), 0, 80).astype(np.int64)
+
+
+def component_steps(code: int, exps: np.ndarray) -> np.ndarray:
+    return (code / 256.0) * np.exp2(-np.asarray(exps, dtype=np.float64) / 8)
+
+
 def step_code(step: float) -> int:
     """A step as stored in the file (units of 1/256, at least 1)."""
     return max(1, min(0xFFFF, int(round(step * 256))))
@@ -267,28 +306,38 @@ class Plane:
             return step_code(self.qstep)
         return step_code(auto_step(float(self.singular_values(k)[-1]), self.shape))
 
-    def quantize(self, k: int) -> tuple[np.ndarray, np.ndarray, int]:
-        """Integer factors ``(A, B)`` for rank ``k`` and their step code."""
+    def quantize(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """Integer DCT coefficients ``(A, B)`` for rank ``k``, step exponents and step code."""
         u, s, vt = self._factors(k)
         code = self.step_code(k)
-        step = code / 256.0
-        root = np.sqrt(s)
-        a = np.rint(u.T * (root[:, None] / step)).astype(np.int64)
-        b = np.rint(vt * (root[:, None] / step)).astype(np.int64)
-        return a, b, code
+        exps = component_exponents(s)
+        scale = (np.sqrt(s) / component_steps(code, exps))[:, None]
+        a = np.rint(dct(u.T * scale, norm="ortho", axis=1)).astype(np.int64)
+        b = np.rint(dct(vt * scale, norm="ortho", axis=1)).astype(np.int64)
+        return a, b, exps, code
 
     def reconstruct(self, k: int) -> np.ndarray:
-        a, b, code = self.quantize(k)
-        return reconstruct(a, b, code)
+        a, b, exps, code = self.quantize(k)
+        return reconstruct(a, b, code, exps)
 
 
-def reconstruct(a: np.ndarray, b: np.ndarray, code: int) -> np.ndarray:
-    """The float plane that integer factors decode to (shared by encoder and decoder)."""
-    step = code / 256.0
+def reconstruct(a: np.ndarray, b: np.ndarray, code: int, exps: np.ndarray | None = None) -> np.ndarray:
+    """The float plane that integer factors decode to (shared by encoder and decoder).
+
+    With ``exps`` (format predictor ``dct``), ``a`` and ``b`` are DCT
+    coefficients with per-component steps; without, plain factors at one step.
+    """
+    if exps is None:
+        step = code / 256.0
+        with _one_thread():
+            out = a.T.astype(np.float32) @ b.astype(np.float32)
+        out *= np.float32(step * step)
+        return out
+    steps = component_steps(code, exps)[:, None]
+    fa = idct(a * steps, norm="ortho", axis=1).astype(np.float32)
+    fb = idct(b * steps, norm="ortho", axis=1).astype(np.float32)
     with _one_thread():
-        out = a.T.astype(np.float32) @ b.astype(np.float32)
-    out *= np.float32(step * step)
-    return out
+        return fa.T @ fb
 
 
 # ----------------------------------------------------------------------------
@@ -414,8 +463,8 @@ class Session:
             factors=factors,
             qsteps=codes,
             alpha=self.pixels.alpha,
-            predictor="none" if self.tile else "delta",
-            coder="lzma" if self.tile else "zlib",
+            predictor="none" if self.tile else "dct",
+            coder="lzma" if self.tile else "ans",
             layout=self.layout,
             tile=self.tile or 0,
         )
@@ -524,7 +573,7 @@ def decode(data: bytes | bytearray | memoryview, *, max_rank: int | None = None)
         raise OptionError(f"max_rank must be a positive integer; got {max_rank!r}")
     header, factors, alpha = fmt.unpack(data, max_rank=max_rank)
     if header.layout == "global":
-        planes = [reconstruct(a, b, rec.qstep) for (a, b), rec in zip(factors, header.planes)]
+        planes = [reconstruct(*f[:2], rec.qstep, *f[2:]) for f, rec in zip(factors, header.planes)]
     else:
         from ._tiled import decode_tiled_plane
 

@@ -36,7 +36,7 @@ class Coded:
     codec: str
     quality: int | None
     data: bytes
-    decoded: np.ndarray
+    decoded: np.ndarray | None  # None when encoded with decode=False
 
     @property
     def nbytes(self) -> int:
@@ -83,8 +83,15 @@ def decode(data: bytes, gray: bool) -> np.ndarray:
         return np.asarray(im.convert("L" if gray else "RGB"))
 
 
-def encode(image: np.ndarray, codec: str, quality: int | None = None) -> Coded:
-    """Code ``image`` with ``codec`` at ``quality`` and decode it back."""
+_decode = decode  # for encode, whose ``decode`` option hides the function
+
+
+def encode(image: np.ndarray, codec: str, quality: int | None = None, *, decode: bool = True) -> Coded:
+    """Code ``image`` with ``codec`` at ``quality`` and decode it back.
+
+    With ``decode=False`` the file is not decoded (``decoded`` is None):
+    a search that only needs sizes skips the decoding.
+    """
     if codec not in available():
         raise ValueError(f"codec {codec!r} is not available here; available: {', '.join(available())}")
     image = _colour(image)
@@ -93,7 +100,8 @@ def encode(image: np.ndarray, codec: str, quality: int | None = None) -> Coded:
         if quality is None or not lo <= quality <= hi:
             raise ValueError(f"{codec} quality must be in [{lo}, {hi}]; got {quality}")
     data = _ENCODERS[codec](image, quality)
-    return Coded(codec, quality if codec != "png" else None, data, decode(data, image.ndim == 2))
+    pixels = _decode(data, image.ndim == 2) if decode else None
+    return Coded(codec, quality if codec != "png" else None, data, pixels)
 
 
 def _bisect(codec: str, good: Callable[[int], bool]) -> int | None:

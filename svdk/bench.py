@@ -86,12 +86,12 @@ def codecs() -> dict[str, Codec]:
     out = {
         "svdk-global-ycbcr": _svdk_codec(
             "svdk-global-ycbcr",
-            "svdk global layout, ycbcr 4:2:0, luma rank k (chroma k/4), zlib",
+            "svdk global layout, ycbcr 4:2:0, luma rank k (chroma k/4), DCT of the factors, rANS",
             [("rank", k) for k in ranks],
         ),
         "svdk-global-rgb": _svdk_codec(
             "svdk-global-rgb",
-            "svdk global layout, rgb, rank k on R, G and B, zlib",
+            "svdk global layout, rgb, rank k on R, G and B, DCT of the factors, rANS",
             [("rank", k) for k in ranks[:-2]],
             mode="rgb",
         ),

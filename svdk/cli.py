@@ -56,7 +56,7 @@ def _codec_options(p: argparse.ArgumentParser) -> None:
     o.add_argument(
         "--subsampling", choices=("4:2:0", "4:4:4"), default="4:2:0", help="chroma subsampling in ycbcr mode"
     )
-    o.add_argument("--qstep", type=float, metavar="STEP", help="quantization step of the factors (default: per plane)")
+    o.add_argument("--qstep", type=float, metavar="STEP", help="quantization step of each plane's weakest kept component; stronger ones get finer steps (default: per plane)")
     o.add_argument(
         "--tiled",
         action="store_true",
@@ -201,10 +201,17 @@ def _cmd_info(src: str, args, emit) -> None:
         f"{src}: svdk {rec['version']}, {rec['width']}x{rec['height']} {rec['mode']}"
         f"{' ' + rec['subsampling'] if rec['subsampling'] else ''}{' +alpha' if rec['alpha'] else ''}{layout}\n"
         f"  {'largest tile ranks' if layout else 'ranks'} {ranks}; steps {steps}; "
-        f"{rec['coder']} ({rec['predictor']} predictor)\n"
+        f"{_CODING.get((rec['coder'], rec['predictor']), rec['coder'] + ' (' + rec['predictor'] + ' predictor)')}\n"
         f"  {rec['bytes']} bytes (header {rec['header_bytes']}, payload {rec['payload_bytes']}, CRC 4), "
         f"{rec['bpp']:.3f} bpp"
     )
+
+
+_CODING = {
+    ("ans", "dct"): "rANS over band models (DCT of the factors, a step per component)",
+    ("zlib", "delta"): "zlib (delta-coded factors, format 1.0)",
+    ("lzma", "none"): "LZMA",
+}
 
 
 def _cmd_compare(src: str, args, emit) -> None:

@@ -1,6 +1,7 @@
 """The ``.svdk`` container: this module owns every byte of it.
 
-This docstring is the specification of format version 1.0. All integers are
+This docstring is the specification of format version 2.0 (version 1.0 is
+the same without entropy coder 2 and predictor 2; readers read both). All integers are
 little-endian and unsigned unless said otherwise.
 
 File
@@ -22,8 +23,8 @@ Header
 offset  size  type   meaning
 ======  ====  =====  ========================================================
 0       4     bytes  magic ``b"SVDK"``
-4       1     u8     major version: 1. A reader refuses a major it does not
-                     know.
+4       1     u8     major version: 2 (1 for files without coder 2).
+                     A reader refuses a major it does not know.
 5       1     u8     minor version: 0. A newer minor only appends header
                      fields, which an older reader skips via header_length.
 6       2     u16    header_length: bytes from offset 0 to the payload;
@@ -36,9 +37,12 @@ offset  size  type   meaning
                      bit 1 an alpha plane follows the factors; other bits 0
 18      1     u8     number of planes: 1 for gray, 3 otherwise
 19      1     u8     entropy coder of the payload: 0 zlib, 1 LZMA2 (raw
-                     stream, filter options: preset 9, dictionary 8 MiB)
-20      1     u8     predictor: 0 none, 1 delta along each factor vector
-                     (global layout only; 0 for tiled)
+                     stream, filter options: preset 9, dictionary 8 MiB),
+                     2 rANS with band models (global layout with predictor
+                     2 only; below)
+20      1     u8     predictor: 0 none, 1 delta along each factor vector,
+                     2 DCT of each factor vector with per-component steps
+                     (global layout only, with coder 2; 0 for tiled)
 21      1     u8     layout: 0 global (one SVD per plane), 1 tiled (one SVD
                      per tile, below)
 22      1     u8     tile size T: 0 for global; 4 to 64 for tiled
@@ -48,7 +52,7 @@ offset  size  type   meaning
                      u16 rank k: global 1 <= k <= min(plane height, plane
                      width); tiled 0 <= k <= T, the largest tile rank,
                      u16 quantization step in units of 1/256 (>= 1),
-                     u8 bytes per sample: 1, 2 or 4,
+                     u8 bytes per sample: 1, 2 or 4 (1 with coder 2),
                      3 bytes reserved, zero
 ======  ====  =====  ========================================================
 
@@ -89,6 +93,37 @@ value is zigzag-mapped to an unsigned integer (``0, -1, 1, -2, ...`` to
 is more than 1, the plane's samples are split into byte planes: all the
 least significant bytes of the plane first, then the next, and so on.
 
+Payload (global layout, coder 2, predictor 2)
+----------------------------------------------
+Component ``i`` of a plane has its own quantization step ``step_i = step *
+2 ** (-e_i / 8)`` (``e_i`` a byte; the encoder sets ``step_i`` in
+proportion to ``1 / sqrt(s_i)``, which spends bits where a component's
+error weighs most). The integers are ``A[i] = round(DCT(sqrt(s_i) * u_i) /
+step_i)`` and ``B[i] = round(DCT(sqrt(s_i) * v_i) / step_i)``, with DCT the
+orthonormal DCT-II along the vector (every integer, and every escape number
+below, is less than ``2 ** 40`` in magnitude); the decoded plane is
+``IDCT(step_i * A[i]).T @ IDCT(step_i * B[i])`` summed over ``i``.
+
+The payload is: a u32 ``side_length``; ``side_length`` bytes of zlib
+stream (the side data); then rANS words, u32 each, to the end of the
+payload. The side data hold, for each plane in order, ``e_0 .. e_{k-1}``,
+then one level byte per band of each row of ``A``, then of ``B`` (row by
+row); then the alpha plane when flag bit 1 is set; then the escapes, as
+unsigned LEB128 numbers, to the end.
+
+A row of ``n`` integers is cut into bands at ``0, n >> 4, n >> 3, n >> 2,
+n >> 1, n`` (repeated boundaries give one band). A band of level ``L`` (0
+to 79) holds symbols ``x`` in ``[-R, R]`` with ``R = min(4096, max(2,
+ceil(16 * 2 ** (L / 4 - 2.5)) + 1))``, coded with frequencies ``f(|x|)``:
+``f(0) = 2 ** 40`` and ``f(j + 1) = max(1, (f(j) * m) >> 32)`` with ``m =
+floor(2 ** 32 * exp(-1 / 2 ** (L / 4 - 2.5)))``, evaluated exactly (40
+significant digits). The symbols are decoded with constriction's
+``stack.AnsCoder`` and ``model.Categorical(f, perfect=False)`` (symbol
+``x + R``), plane by plane, ``A`` before ``B``, row by row, band by band;
+all the words must be used. A decoded ``x = +-R`` is an escape: the value
+is ``x + sign(x) * E``, with ``E`` the next escape number; every escape
+number must be used.
+
 Payload (tiled layout)
 ----------------------
 A plane of ``h x w`` is cut into ``ceil(h / T) x ceil(w / T)`` tiles, row by
@@ -114,7 +149,9 @@ magic, the version, the lengths against the real length of the data, the
 CRC, the dimensions against :data:`MAX_PIXELS` (and, in the tiled layout,
 the tile grid that covers the image against :data:`MAX_TILE_GRID`), the
 ranks against the plane sizes, and the decompressed size against what the
-payload could hold.
+payload could hold (with coder 2: the symbols, ``k * (h + w)`` per plane,
+plus the alpha bytes, at most 1100 per payload byte; no symbol costs less
+than 0.0101 bit, so no valid file is refused).
 """
 
 from __future__ import annotations
@@ -126,6 +163,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _entropy
 from ._errors import FormatError
 
 __all__ = [
@@ -143,14 +181,16 @@ __all__ = [
 ]
 
 MAGIC = b"SVDK"
-VERSION = (1, 0)
+VERSION = (2, 0)
+#: Major versions this module reads.
+READABLE = {1: 0, 2: 0}  # major -> newest minor it knows
 #: The largest image (in pixels) svdk writes or reads; Pillow's default limit.
 MAX_PIXELS = 89_478_485
 
 MODES = {0: "gray", 1: "rgb", 2: "ycbcr"}
 _MODE_CODES = {name: code for code, name in MODES.items()}
 _COLOUR_PLANES = {"gray": 1, "rgb": 3, "ycbcr": 3}
-CODERS = {0: "zlib", 1: "lzma"}
+CODERS = {0: "zlib", 1: "lzma", 2: "ans"}
 LAYOUTS = {0: "global", 1: "tiled"}
 _LAYOUT_CODES = {name: code for code, name in LAYOUTS.items()}
 MIN_TILE, MAX_TILE = 4, 64
@@ -160,7 +200,7 @@ MIN_TILE, MAX_TILE = 4, 64
 MAX_TILE_GRID = 2 * MAX_PIXELS
 _LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": 8 << 20}]
 _CODER_CODES = {name: code for code, name in CODERS.items()}
-PREDICTORS = {0: "none", 1: "delta"}
+PREDICTORS = {0: "none", 1: "delta", 2: "dct"}
 _PREDICTOR_CODES = {name: code for code, name in PREDICTORS.items()}
 
 FLAG_SUBSAMPLED = 0x01
@@ -169,6 +209,7 @@ FLAG_ALPHA = 0x02
 _FIXED = struct.Struct("<4sBBHIIBBBBBBBBI")  # 28 bytes
 _PLANE = struct.Struct("<HHB3s")  # 8 bytes
 _CRC = struct.Struct("<I")
+_SIDE = struct.Struct("<I")
 
 
 @dataclass(frozen=True)
@@ -224,6 +265,7 @@ class Header:
         total = 0
         for (h, w), rec in zip(self.shapes, self.planes):
             if self.layout == "global":
+                # with coder 2, the number of coded symbols
                 total += rec.rank * (h + w) * rec.sample_bytes
             else:
                 ty, tx = -(-h // self.tile), -(-w // self.tile)
@@ -406,10 +448,26 @@ def pack(
         predictor = "none"
     else:
         tile = 0
+    if (coder == "ans") != (predictor == "dct") or (coder == "ans" and layout != "global"):
+        raise FormatError("entropy coder 'ans' goes with predictor 'dct', in the global layout")
     chunks = []
     records = []
+    coded = []
     for (h, w), f, q in zip(shapes, factors, qsteps):
-        if layout == "global":
+        if coder == "ans":
+            a, b, exps = f
+            rank = a.shape[0]
+            if a.shape[0] != b.shape[0] or a.shape[1] != h or b.shape[1] != w or exps.shape != (rank,):
+                raise FormatError(f"factor shapes {a.shape} and {b.shape} do not fit a {h}x{w} plane")
+            if not 1 <= rank <= min(h, w, 0xFFFF):
+                raise FormatError(f"rank {rank} out of range for a {h}x{w} plane")
+            if max(int(np.abs(a).max()), int(np.abs(b).max())) >= _entropy.MAX_VALUE:
+                raise FormatError("a quantized coefficient is too large; use a larger quantization step")
+            la, lb = _entropy.choose_levels(a), _entropy.choose_levels(b)
+            coded += [(a, la), (b, lb)]
+            data = exps.astype(np.uint8).tobytes() + la.tobytes() + lb.tobytes()
+            nbytes = 1
+        elif layout == "global":
             a, b = f
             if a.shape[0] != b.shape[0] or a.shape[1] != h or b.shape[1] != w:
                 raise FormatError(f"factor shapes {a.shape} and {b.shape} do not fit a {h}x{w} plane")
@@ -435,7 +493,12 @@ def pack(
             raise FormatError("the alpha plane must be uint8 and the size of the image")
         flags |= FLAG_ALPHA
         chunks.append(np.ascontiguousarray(alpha).tobytes())
-    payload = _compress(b"".join(chunks), coder, level)
+    if coder == "ans":
+        escapes, words = _entropy.encode(coded)
+        side = zlib.compress(b"".join(chunks) + _entropy.write_varints(escapes), 9)
+        payload = _SIDE.pack(len(side)) + side + words.astype("<u4").tobytes()
+    else:
+        payload = _compress(b"".join(chunks), coder, level)
     header_length = _FIXED.size + _PLANE.size * len(shapes)
     head = _FIXED.pack(
         MAGIC,
@@ -473,11 +536,12 @@ def read_header(data: bytes | bytearray | memoryview) -> Header:
     if size < 6:
         raise FormatError(f"truncated .svdk file: {size} bytes")
     major, minor = view[4], view[5]
-    if major != VERSION[0]:
+    if major not in READABLE:
         raise FormatError(
-            f"this file is .svdk version {major}.{minor}; this svdk reads version "
-            f"{VERSION[0]}.x only: upgrade svdk to read it"
+            f"this file is .svdk version {major}.{minor}; this svdk reads versions "
+            f"{' and '.join(f'{m}.x' for m in READABLE)} only: upgrade svdk to read it"
         )
+    known_minor = minor == READABLE[major]
     if size < _FIXED.size + _CRC.size:
         raise FormatError(f"truncated .svdk file: {size} bytes, the header alone needs {_FIXED.size}")
     (
@@ -522,7 +586,11 @@ def read_header(data: bytes | bytearray | memoryview) -> Header:
         raise FormatError(f"tile size {tile} is outside [{MIN_TILE}, {MAX_TILE}]")
     if layout == "tiled" and predictor_code != 0:
         raise FormatError("the tiled layout has no predictor; the header sets one")
-    if minor == VERSION[1] and reserved != 0:
+    if (CODERS[coder_code] == "ans") != (PREDICTORS[predictor_code] == "dct"):
+        raise FormatError("entropy coder 2 and predictor 2 go together; the header sets only one")
+    if CODERS[coder_code] == "ans" and (layout != "global" or major < 2):
+        raise FormatError("entropy coder 2 needs the global layout and version 2")
+    if known_minor and reserved != 0:
         raise FormatError("reserved header bytes are not zero")
     expected = header_length + payload_length + _CRC.size
     if expected != size:
@@ -561,7 +629,9 @@ def read_header(data: bytes | bytearray | memoryview) -> Header:
             raise FormatError(f"plane {i} has quantization step 0")
         if nbytes not in (1, 2, 4):
             raise FormatError(f"plane {i} has {nbytes} bytes per sample; expected 1, 2 or 4")
-        if minor == VERSION[1] and res != b"\0\0\0":
+        if CODERS[coder_code] == "ans" and nbytes != 1:
+            raise FormatError(f"plane {i} has {nbytes} bytes per sample; entropy coder 2 needs 1")
+        if known_minor and res != b"\0\0\0":
             raise FormatError(f"reserved bytes of plane {i} are not zero")
         records.append(PlaneRecord(rank, qstep, nbytes))
     header = Header(
@@ -589,7 +659,9 @@ def read_header(data: bytes | bytearray | memoryview) -> Header:
 
 # The most a compressed byte can expand to: zlib's limit is about 1032:1;
 # LZMA2's is far higher for degenerate input, so this bound is loose.
-_MAX_RATIO = {"zlib": 1100, "lzma": 1 << 16}
+# With coder 2, no symbol costs less than about 0.01 bit (793 per byte), and
+# the side data are zlib.
+_MAX_RATIO = {"zlib": 1100, "lzma": 1 << 16, "ans": 1100}
 
 
 def unpack(data: bytes | bytearray | memoryview, *, max_rank: int | None = None):
@@ -602,6 +674,8 @@ def unpack(data: bytes | bytearray | memoryview, *, max_rank: int | None = None)
     header = read_header(data)
     view = memoryview(data)
     payload = view[header.header_length : header.header_length + header.payload_length]
+    if header.coder == "ans":
+        return _unpack_ans(header, payload, max_rank)
     raw = memoryview(_decompress(payload, header.coder, header.raw_length()))
     planes = []
     offset = 0
@@ -621,4 +695,57 @@ def unpack(data: bytes | bytearray | memoryview, *, max_rank: int | None = None)
     alpha = None
     if header.alpha:
         alpha = np.frombuffer(raw[offset:], dtype=np.uint8).reshape(header.height, header.width)
+    return header, planes, alpha
+
+
+def _unpack_ans(header: Header, payload: memoryview, max_rank: int | None):
+    if len(payload) < _SIDE.size:
+        raise FormatError("the payload is too short for its side-data length")
+    (side_length,) = _SIDE.unpack_from(payload, 0)
+    rest = len(payload) - _SIDE.size - side_length
+    if rest < 0 or rest % 4:
+        raise FormatError(
+            f"the side data ({side_length} bytes) do not leave whole 4-byte words in a "
+            f"{len(payload)}-byte payload"
+        )
+    shapes = header.shapes
+    fixed = sum(
+        rec.rank * (1 + len(_entropy.band_edges(h)) - 1 + len(_entropy.band_edges(w)) - 1)
+        for (h, w), rec in zip(shapes, header.planes)
+    )
+    alpha_bytes = header.width * header.height if header.alpha else 0
+    symbols = sum(rec.rank * (h + w) for (h, w), rec in zip(shapes, header.planes))
+    side = _decompress(payload[_SIDE.size : _SIDE.size + side_length], "zlib", fixed + alpha_bytes + 6 * symbols)
+    if len(side) < fixed + alpha_bytes:
+        raise FormatError(f"the side data hold {len(side)} bytes; the header implies at least {fixed + alpha_bytes}")
+    side = memoryview(side)
+    offset = 0
+    exps, levels, matrix_shapes = [], [], []
+    for (h, w), rec in zip(shapes, header.planes):
+        k = rec.rank
+        exps.append(np.frombuffer(side, dtype=np.uint8, count=k, offset=offset).astype(np.int64))
+        offset += k
+        for n in (h, w):
+            bands = len(_entropy.band_edges(n)) - 1
+            lv = np.frombuffer(side, dtype=np.uint8, count=k * bands, offset=offset).reshape(k, bands)
+            offset += k * bands
+            if lv.size and int(lv.max()) >= _entropy.NUM_LEVELS:
+                raise FormatError(f"a band has level {int(lv.max())}; levels go up to {_entropy.NUM_LEVELS - 1}")
+            levels.append(lv)
+            matrix_shapes.append((k, n))
+    alpha = None
+    if header.alpha:
+        alpha = np.frombuffer(side, dtype=np.uint8, count=alpha_bytes, offset=offset).reshape(
+            header.height, header.width
+        )
+        offset += alpha_bytes
+    escapes = _entropy.read_varints(side[offset:])
+    if len(escapes) > symbols:
+        raise FormatError("the file has more escape values than symbols")
+    words = np.frombuffer(payload, dtype="<u4", offset=_SIDE.size + side_length).astype(np.uint32)
+    mats = _entropy.decode(words, matrix_shapes, levels, escapes)
+    planes = []
+    for i, rec in enumerate(header.planes):
+        keep = rec.rank if max_rank is None else min(rec.rank, max_rank)
+        planes.append((mats[2 * i][:keep], mats[2 * i + 1][:keep], exps[i][:keep]))
     return header, planes, alpha

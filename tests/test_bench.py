@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 
 import svdk
-from _support import psnr_reference
+from _support import psnr_reference, smooth_image
 from svdk import bench, cli
 from svdk.bench import bd_psnr, bd_rate, psnr_at
 
@@ -493,3 +493,19 @@ def test_bad_numbers_are_refused_by_the_parser(images, option, capsys):
         bench.main([str(folder), *option])
     assert exc.value.code == 2
     assert option[0] in capsys.readouterr().err
+
+
+def test_the_coding_ablation_measures_what_svdk_writes():
+    """benchmarks.global_coding's 'v2' variant is format 2.0: the same bytes as svdk's files."""
+    from benchmarks import global_coding as gc
+    from svdk import _codec
+
+    image = smooth_image(40, 56, 3, seed=9)
+    planes = [_codec.Plane(p) for p in _codec.to_planes(image, "ycbcr", True)]
+    for k in (2, 7, 16):
+        c = _codec.chroma_rank(k, planes[1].shape)
+        coded = [gc.code_plane(p, r, gc.VARIANTS["v2"]) for p, r in zip(planes, (k, c, c))]
+        data = svdk.compress(image, rank=k)
+        assert gc.OVERHEAD + gc.coded_bytes([x for _, x in coded], gc.VARIANTS["v2"]) == len(data)
+        decoded = _codec.from_planes([d for d, _ in coded], "ycbcr", 40, 56)
+        np.testing.assert_array_equal(decoded, svdk.decompress(data))

@@ -80,11 +80,16 @@ def test_golden_bytes(name):
     )
 
 
+@pytest.mark.parametrize("folder", [".", "v1"])
 @pytest.mark.parametrize("name", sorted(GOLDEN_CASES))
-def test_golden_files_still_decode(name):
-    """Files written by an earlier svdk stay readable, and decode as the spec says."""
-    data = (GOLDEN / f"{name}.svdk").read_bytes()
-    assert hashlib.sha256(data).hexdigest() == (GOLDEN / f"{name}.sha256").read_text().split()[0]
+def test_golden_files_still_decode(name, folder):
+    """Files written by an earlier svdk stay readable, and decode as the spec says.
+
+    ``v1`` holds the same cases as written by format 1.0 (zlib, delta predictor).
+    """
+    data = (GOLDEN / folder / f"{name}.svdk").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == (GOLDEN / folder / f"{name}.sha256").read_text().split()[0]
+    assert svdk.info(data)["version"] == ("1.0" if folder == "v1" else "2.0")
     image = GOLDEN_CASES[name][0]()
     out = svdk.decompress(data)
     assert out.shape == image.shape and out.dtype == np.uint8
@@ -118,7 +123,7 @@ def test_info_reports_the_header(channels, options):
     raw = SvdkFile.parse(data)
     planes = 1 if channels in (1, 2) else 3
 
-    assert head["version"] == "1.0"
+    assert head["version"] == "2.0"
     assert (head["width"], head["height"]) == (30, 23)
     assert head["mode"] == ("gray" if planes == 1 else options.get("mode", "ycbcr"))
     assert head["alpha"] == (channels in (2, 4))
@@ -133,7 +138,7 @@ def test_info_reports_the_header(channels, options):
         assert head["qsteps"] == [options["qstep"]] * planes
     assert head["qsteps"] == [p.qstep / 256 for p in raw.planes]
     assert head["sample_bytes"] == [p.sample_bytes for p in raw.planes]
-    assert head["coder"] == "zlib" and head["predictor"] == "delta"
+    assert head["coder"] == "ans" and head["predictor"] == "dct"
     assert head["header_bytes"] == 28 + 8 * planes == raw.header_length
     assert head["payload_bytes"] == len(data) - head["header_bytes"] - 4
     assert head["bytes"] == len(data)
@@ -153,7 +158,7 @@ def test_info_and_decompress_accept_any_bytes_like(rgb_image):
 # versions
 
 
-@pytest.mark.parametrize("major", [0, 2, 255])
+@pytest.mark.parametrize("major", [0, 3, 255])
 def test_an_unknown_major_version_is_refused(rgb_image, major):
     data = forge(svdk.compress(rgb_image, rank=4), major=major, minor=3)
     with pytest.raises(svdk.FormatError, match=rf"version {major}\.3"):
@@ -169,7 +174,7 @@ def test_a_newer_minor_with_a_longer_header_is_read(rgba_image):
     assert len(newer_data) == len(data) + 12
     np.testing.assert_array_equal(svdk.decompress(newer_data), svdk.decompress(data))
     head = svdk.info(newer_data)
-    assert head["version"] == "1.7"
+    assert head["version"] == "2.7"
     assert head["header_bytes"] == svdk.info(data)["header_bytes"] + 12
 
 
@@ -191,6 +196,31 @@ def _forged_header(width, height, rank, sample_bytes=1, payload=b"\x78\x9c\x03\x
     f = SvdkFile(b"SVDK", 1, 0, 36, width, height, 0, flags, 1, 0, 1, b"\0\0\0", len(payload),
                  [Plane(rank, 256, sample_bytes)], b"", payload)
     return f.to_bytes()
+
+
+def _gray_v1() -> bytes:
+    """A format 1.0 file: zlib over delta-coded factors."""
+    return (GOLDEN / "v1" / "gray_ramp_8x8_rank2.svdk").read_bytes()
+
+
+def _side(data: bytes, change) -> bytes:
+    """``data`` (coder 2) with its side data changed and recompressed."""
+    f = SvdkFile.parse(data)
+    (n,) = struct.unpack_from("<I", f.payload, 0)
+    side = change(bytearray(zlib.decompress(f.payload[4 : 4 + n])))
+    packed = zlib.compress(bytes(side))
+    return replace(f, payload=struct.pack("<I", len(packed)) + packed + f.payload[4 + n :]).to_bytes()
+
+
+def _words(data: bytes, change) -> bytes:
+    f = SvdkFile.parse(data)
+    (n,) = struct.unpack_from("<I", f.payload, 0)
+    return replace(f, payload=f.payload[: 4 + n] + change(f.payload[4 + n :])).to_bytes()
+
+
+def _escaping() -> bytes:
+    """A coder-2 file whose largest coefficients escape (a fine step)."""
+    return svdk.compress(smooth_image(16, 16, 1, seed=3), rank=2, qstep=1 / 256)
 
 
 def _payload(data: bytes, raw_change) -> bytes:
@@ -218,7 +248,10 @@ BROKEN = {
     "unknown flag": (lambda: forge(_gray(), flags=0x80), "flags"),
     "subsampled rgb": (lambda: forge(_rgb(), flags=1), "subsampling"),
     "unknown coder": (lambda: forge(_gray(), coder=200), "coder"),
-    "unknown predictor": (lambda: forge(_gray(), predictor=2), "predictor"),
+    "unknown predictor": (lambda: forge(_gray(), predictor=9), "predictor"),
+    "coder 2 without predictor 2": (lambda: forge(_gray(), predictor=1), "go together"),
+    "coder 2 in a version-1 file": (lambda: forge(_gray(), major=1), "version 2"),
+    "coder 2 with 2 bytes per sample": (lambda: forge(_gray(), plane0={"sample_bytes": 2}), "needs 1"),
     "reserved bytes set": (lambda: forge(_gray(), reserved=b"\0\0\1"), "reserved"),
     "plane reserved bytes set": (lambda: forge(_gray(), plane0={"reserved": b"\0\0\1"}),
                                  "reserved"),
@@ -238,17 +271,34 @@ BROKEN = {
 # Problems in the payload: the header is fine, so svdk.info() reads it;
 # decompress() refuses it.
 BROKEN_PAYLOAD = {
-    "payload not zlib": (lambda: _payload(_gray(), lambda f: b"\x00" * 30), "zlib"),
-    "payload one byte short": (lambda: _payload(_gray(), lambda f: zlib.compress(f.raw()[:-1])),
+    "payload not zlib": (lambda: _payload(_gray_v1(), lambda f: b"\x00" * 30), "zlib"),
+    "payload one byte short": (lambda: _payload(_gray_v1(), lambda f: zlib.compress(f.raw()[:-1])),
                                "payload"),
-    "payload one byte long": (lambda: _payload(_gray(), lambda f: zlib.compress(f.raw() + b"\0")),
+    "payload one byte long": (lambda: _payload(_gray_v1(), lambda f: zlib.compress(f.raw() + b"\0")),
                               "payload"),
-    "data after the zlib stream": (lambda: _payload(_gray(), lambda f: f.payload + b"\0\0"),
+    "data after the zlib stream": (lambda: _payload(_gray_v1(), lambda f: f.payload + b"\0\0"),
                                    "payload"),
-    "zlib stream cut short": (lambda: _payload(_gray(), lambda f: f.payload[:-3]), "payload"),
-    "alpha flag without alpha": (lambda: forge(_gray(), flags=2), "payload"),
-    "ranks that do not fit the payload": (lambda: forge(_gray(), plane0={"rank": 2}),
+    "zlib stream cut short": (lambda: _payload(_gray_v1(), lambda f: f.payload[:-3]), "payload"),
+    "alpha flag without alpha": (lambda: forge(_gray_v1(), flags=2), "payload"),
+    "ranks that do not fit the payload": (lambda: forge(_gray_v1(), plane0={"rank": 1}),
                                           "payload"),
+    # entropy coder 2
+    "side length beyond the payload": (
+        lambda: _payload(_gray(), lambda f: struct.pack("<I", 10**6) + f.payload[4:]), "side data"),
+    "side data not zlib": (
+        lambda: _payload(_gray(), lambda f: struct.pack("<I", 3) + b"abc" + f.payload[7 + (len(f.payload) - 7) % 4:]),
+        "zlib"),
+    "words not whole": (lambda: _words(_gray(), lambda w: w + b"\0"), "words"),
+    "side data cut short": (lambda: _side(_gray(), lambda s: s[:3]), "side data hold"),
+    "a band level out of range": (lambda: _side(_gray(), lambda s: s[:3] + bytes([200]) + s[4:]), "level"),
+    "a word missing": (lambda: _words(_gray(), lambda w: w[4:]), "entropy-coded"),
+    "a word too many": (lambda: _words(_gray(), lambda w: w + b"\1\0\0\0"), "entropy-coded"),
+    "no rANS words": (lambda: _words(_gray(), lambda w: b""), "entropy-coded"),
+    "an escape missing": (lambda: _side(_escaping(), lambda s: s[:-1]), "escape"),
+    "an escape too many": (lambda: _side(_gray(), lambda s: s + b"\5"), "escape"),
+    "coder 2: alpha flag without alpha": (lambda: forge(_gray(), flags=2), "side data"),
+    "coder 2: ranks that do not fit the payload": (lambda: forge(_gray(), plane0={"rank": 2}),
+                                                   "entropy-coded|escape|side data"),
 }
 
 
@@ -335,3 +385,31 @@ def test_plane_record_layout_is_eight_bytes():
     data = svdk.compress(smooth_image(10, 12, 3, seed=3), mode="rgb", ranks=(5, 4, 3), qstep=0.75)
     for i, rank in enumerate((5, 4, 3)):
         assert struct.unpack_from("<HHB3s", data, 28 + PLANE.size * i) == (rank, 192, 1, b"\0\0\0")
+
+
+# ----------------------------------------------------------------------------
+# entropy coder 2
+
+
+def test_band_model_tables_follow_the_spec():
+    """svdk's integer tables equal the ones written from the specification, for every level."""
+    from svdk import _entropy
+
+    from _support import level_table
+
+    for level in range(_entropy.NUM_LEVELS):
+        r, freq = level_table(level)
+        assert _entropy.radius(level) == r
+        np.testing.assert_array_equal(_entropy._frequencies(level).astype(np.float64), freq)
+
+
+def test_no_valid_file_is_refused_by_the_size_ratio_check():
+    """The header check allows 1100 symbols per payload byte; no symbol costs less than 8/1100 bit."""
+    from svdk import _entropy, format
+
+    assert 8 / _entropy.min_bits_per_symbol() < format._MAX_RATIO["ans"]
+    # a flat image at a high rank: mostly zero coefficients, the cheapest case
+    flat = np.full((64, 64), 77, dtype=np.uint8)
+    flat[::9, ::7] = 78
+    data = svdk.compress(flat, rank=64)
+    assert svdk.decompress(data).shape == (64, 64)

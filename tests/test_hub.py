@@ -30,10 +30,10 @@ hf = pytest.importorskip("huggingface_hub", reason="Hub distribution needs pip i
 from huggingface_hub import constants  # noqa: E402
 
 from hub import publish as hub_publish  # noqa: E402
-from hub.card import RD_CODEC  # noqa: E402
+from hub.card import RD_CODEC, RD_REFERENCE, CardError, _rd_figures  # noqa: E402
 
 TOKEN = "hf_test_write"
-RD = hub_publish.REPO / "results" / "rd_kodak.json"
+RD = hub_publish.REPO / "results" / "bench-kodak" / "summary.json"
 IMAGES = ("example:astronaut", "example:camera")
 DEAD = "http://127.0.0.1:9"  # nothing listens on the discard port: connections are refused at once
 
@@ -250,11 +250,74 @@ def test_model_card_is_filled_from_the_run(hub, published, run_dir):
     assert "BSDS500" in card and "300 train+val images (600 with" in card
     for name in ("constant", "energy", "features"):
         assert f"| {name} | " in card
-    summary = json.loads(RD.read_text())["summary"]["codecs"]
-    for key, point in summary[RD_CODEC].items():
-        assert f"{abs(point['gap_to_jpeg_db']):.1f} dB behind at {float(key):g} bpp" in card
+    rd = json.loads(RD.read_text())
+    ours, jpeg = rd["codecs"][RD_CODEC], rd["codecs"][RD_REFERENCE]
+    for bpp in ("0.25", "0.5", "1"):
+        o, r = ours[f"psnr_at_{bpp}_bpp"], jpeg[f"psnr_at_{bpp}_bpp"]
+        gap = f"{abs(o - r):.1f} dB {'behind' if o < r else 'ahead'} at {bpp} bpp ({o:.1f} dB against {r:.1f} dB"
+        assert gap in card
+    assert f"over 0.25-1 bpp is {ours['bd_psnr_db']:+.2f} dB" in card
+    assert f"On the {len(rd['images'])} Kodak images" in card and f"`{rd['command']}`" in card
+    if all(ours[f"psnr_at_{b}_bpp"] < jpeg[f"psnr_at_{b}_bpp"] for b in ("0.25", "0.5", "1")):
+        assert "has a lower PSNR than Pillow's JPEG at every rate measured" in card
     snippet = card.split("```python\n", 1)[1].split("```", 1)[0]
     assert len(snippet.strip().splitlines()) == 5
+
+
+def _rd_summary(**ours) -> dict:
+    """A made-up ``svdk bench`` summary of three images: svdk 1 dB behind JPEG at every rate unless told."""
+    rates = ("0.25", "0.5", "1")
+    jpeg = {f"psnr_at_{b}_bpp": 30.0 + i for i, b in enumerate(rates)}
+    row = {f"psnr_at_{b}_bpp": 29.0 + i for i, b in enumerate(rates)}
+    for codec in (jpeg, row):
+        codec.update({f"psnr_at_{b}_bpp_images": 3 for b in rates}, bd_psnr_db=0.0, bd_images=3)
+    row.update(bd_psnr_db=-1.0, **ours)
+    return {"reference": "jpeg", "bd_range_bpp": [0.25, 1.0], "codecs": {RD_CODEC: row, RD_REFERENCE: jpeg},
+            "images": ["a.png", "b.png", "c.png"], "command": "svdk bench somewhere"}
+
+
+def test_card_jpeg_figures_say_behind_only_when_behind_at_every_rate():
+    behind = _rd_figures(_rd_summary())
+    assert behind["jpeg_verdict"] == "has a lower PSNR than Pillow's JPEG at every rate measured"
+    assert behind["jpeg_gap"].startswith("1.0 dB behind at 0.25 bpp (29.0 dB against 30.0 dB); ")
+    assert (behind["bd_psnr"], behind["bd_range"], behind["rd_images"]) == ("-1.00 dB", "0.25-1", "3")
+    assert behind["rd_command"] == "svdk bench somewhere"
+    mixed = _rd_figures(_rd_summary(**{"psnr_at_1_bpp": 32.5, "psnr_at_1_bpp_images": 2, "bd_images": 2}))
+    assert mixed["jpeg_verdict"] == "compares with Pillow's JPEG as follows"
+    assert "0.5 dB ahead at 1 bpp (32.5 dB against 32.0 dB; svdk over 2 and JPEG over 3 of the 3 images)" in (
+        mixed["jpeg_gap"]
+    )
+    assert mixed["bd_psnr"] == "-1.00 dB (2 of the 3 images)"
+    assert _rd_figures({**_rd_summary(), "command": None})["rd_command"] == "svdk bench"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda s: s["codecs"].pop(RD_CODEC), f"lacks '{RD_CODEC}'"),
+        (lambda s: s["codecs"][RD_CODEC].pop("bd_psnr_db"), "lacks 'bd_psnr_db'"),
+        (lambda s: s["codecs"][RD_REFERENCE].update({"psnr_at_0.5_bpp": None}),
+         "psnr_at_0.5_bpp for jpeg (it is null)"),
+        (lambda s: s.update(reference="webp"), "its reference is 'webp'"),
+    ],
+)
+def test_card_refuses_a_summary_without_the_jpeg_figures(change, message):
+    summary = _rd_summary()
+    change(summary)
+    with pytest.raises(CardError, match="regenerate it with 'svdk bench'") as info:
+        _rd_figures(summary)
+    assert message in str(info.value)
+
+
+def test_publish_with_an_incomplete_summary_names_the_command(hub, run_dir, tmp_path, capsys):
+    """The committed summary with svdk's row taken out: one line that says how to regenerate it."""
+    rd = json.loads(RD.read_text())
+    del rd["codecs"][RD_CODEC]
+    (tmp_path / "summary.json").write_text(json.dumps(rd))
+    assert _publish(hub, run_dir, "me/incomplete", "--rd", str(tmp_path / "summary.json")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("hub.publish: error: the rate-distortion summary lacks") and err.count("\n") == 1
+    assert "regenerate it with 'svdk bench'" in err and "me/incomplete" not in hub.repos
 
 
 def test_card_snippet_runs_as_written(hub, published, monkeypatch):

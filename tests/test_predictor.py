@@ -139,9 +139,9 @@ def test_not_a_keras_suffix(tmp_path):
 
 def _luma_ssim_of_file(data: bytes, image: np.ndarray) -> float:
     header, factors, _ = svdk.format.unpack(data)
-    (a, b), rec = factors[0], header.planes[0]
+    fac, rec = factors[0], header.planes[0]
     return structural_similarity(
-        luma(image).astype(np.float64), to_uint8(reconstruct(a, b, rec.qstep)).astype(np.float64),
+        luma(image).astype(np.float64), to_uint8(reconstruct(*fac[:2], rec.qstep, *fac[2:])).astype(np.float64),
         data_range=255,
     )
 

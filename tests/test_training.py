@@ -59,8 +59,8 @@ def test_label_is_the_smallest_rank_reaching_the_target(images, name, target):
         enc = svdk.encode(img, quality=("ssim", target))
         assert enc.ranks[0] == k
         header, factors, _ = svdk.format.unpack(enc.data)
-        (a, b), rec = factors[0], header.planes[0]
-        assert _ssim(luma(img), to_uint8(reconstruct(a, b, rec.qstep))) >= target
+        fac, rec = factors[0], header.planes[0]
+        assert _ssim(luma(img), to_uint8(reconstruct(*fac[:2], rec.qstep, *fac[2:]))) >= target
 
 
 def test_chroma_ranks_follow_the_codec_rule(images):

@@ -63,6 +63,7 @@ def _label_code() -> list[str]:
     objs = (
         _codec.rgb_to_ycbcr, _codec._downsample, _codec.to_planes, _codec.to_uint8,
         _codec.chroma_rank, _codec._svd, _codec.auto_step, _codec.step_code, _codec.Plane,
+        _codec.component_exponents, _codec.component_steps,
         _codec.reconstruct, _codec.Session.__init__, _codec.Session.family,
         policies.quality, policies.search_rank, policies.plane_score, policies.searched_planes,
         metrics.PlaneScorer, metrics.ssim_window, _session, label_image,
