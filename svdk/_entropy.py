@@ -162,6 +162,8 @@ def decode(
             extra = np.array(escapes[next_escape : next_escape + ends.size], dtype=np.int64)
             next_escape += ends.size
             x[ends] += np.sign(x[ends]) * extra
+            if int(np.abs(x[ends]).max()) >= MAX_VALUE:
+                raise FormatError(f"an escaped value is {MAX_VALUE} or more in magnitude")
         out.append(x.reshape(k, n))
     if next_escape != len(escapes):
         raise FormatError(f"the file has {len(escapes) - next_escape} escape values that no symbol uses")
@@ -200,6 +202,10 @@ def read_varints(data: bytes | memoryview, limit: int = MAX_VALUE) -> list[int]:
 
 
 def min_bits_per_symbol() -> float:
-    """The fewest bits any symbol can cost (the most likely symbol of level 0)."""
+    """The fewest bits any symbol but an escape can cost (the most likely symbol of level 0).
+
+    An escape can cost nothing in the rANS words (``-R`` from the coder's
+    empty state) but needs an escape number in the side data.
+    """
     f = _frequencies(0)
     return -math.log2(f.max() / f.sum())

@@ -23,8 +23,9 @@ Header
 offset  size  type   meaning
 ======  ====  =====  ========================================================
 0       4     bytes  magic ``b"SVDK"``
-4       1     u8     major version: 2 (1 for files without coder 2).
-                     A reader refuses a major it does not know.
+4       1     u8     major version: 2 (this reader also reads version 1,
+                     which has no coder 2 or predictor 2). A reader refuses
+                     a major it does not know.
 5       1     u8     minor version: 0. A newer minor only appends header
                      fields, which an older reader skips via header_length.
 6       2     u16    header_length: bytes from offset 0 to the payload;
@@ -120,9 +121,12 @@ floor(2 ** 32 * exp(-1 / 2 ** (L / 4 - 2.5)))``, evaluated exactly (40
 significant digits). The symbols are decoded with constriction's
 ``stack.AnsCoder`` and ``model.Categorical(f, perfect=False)`` (symbol
 ``x + R``), plane by plane, ``A`` before ``B``, row by row, band by band;
-all the words must be used. A decoded ``x = +-R`` is an escape: the value
-is ``x + sign(x) * E``, with ``E`` the next escape number; every escape
-number must be used.
+all the words must be used. The coder starts, and a decoder that has used
+all the words is, in its empty state, where the symbol ``x = -R`` costs no
+bits: once the words are used up, every further symbol decodes as ``-R``.
+A decoded ``x = +-R`` is an escape: the value is ``x + sign(x) * E``, with
+``E`` the next escape number; every escape number must be used, and a
+value of ``2 ** 40`` or more in magnitude is an error.
 
 Payload (tiled layout)
 ----------------------
@@ -150,8 +154,9 @@ CRC, the dimensions against :data:`MAX_PIXELS` (and, in the tiled layout,
 the tile grid that covers the image against :data:`MAX_TILE_GRID`), the
 ranks against the plane sizes, and the decompressed size against what the
 payload could hold (with coder 2: the symbols, ``k * (h + w)`` per plane,
-plus the alpha bytes, at most 1100 per payload byte; no symbol costs less
-than 0.0101 bit, so no valid file is refused).
+plus the alpha bytes, at most 1100 per payload byte; a symbol costs at least
+0.0101 bit of rANS words, or is an escape with a number in the zlib side
+data, which inflates at most about 1032 times, so no valid file is refused).
 """
 
 from __future__ import annotations

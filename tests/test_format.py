@@ -223,6 +223,18 @@ def _escaping() -> bytes:
     return svdk.compress(smooth_image(16, 16, 1, seed=3), rank=2, qstep=1 / 256)
 
 
+def _first_escape_to(value: int):
+    """Side-data change for ``_escaping()`` (gray 16x16, rank 2: 22 bytes of exponents and levels)."""
+    from svdk import _entropy
+
+    def change(side: bytearray) -> bytes:
+        escapes = _entropy.read_varints(bytes(side[22:]))
+        assert escapes, "the file has no escapes to change"
+        return bytes(side[:22]) + _entropy.write_varints([value, *escapes[1:]])
+
+    return change
+
+
 def _payload(data: bytes, raw_change) -> bytes:
     f = SvdkFile.parse(data)
     return replace(f, payload=raw_change(f)).to_bytes()
@@ -296,6 +308,8 @@ BROKEN_PAYLOAD = {
     "no rANS words": (lambda: _words(_gray(), lambda w: b""), "entropy-coded"),
     "an escape missing": (lambda: _side(_escaping(), lambda s: s[:-1]), "escape"),
     "an escape too many": (lambda: _side(_gray(), lambda s: s + b"\5"), "escape"),
+    "an escaped value of 2**40": (lambda: _side(_escaping(), _first_escape_to(2**40 - 1)), "escaped value"),
+    "an escape number of 2**40": (lambda: _side(_escaping(), _first_escape_to(2**40)), "out of range"),
     "coder 2: alpha flag without alpha": (lambda: forge(_gray(), flags=2), "side data"),
     "coder 2: ranks that do not fit the payload": (lambda: forge(_gray(), plane0={"rank": 2}),
                                                    "entropy-coded|escape|side data"),
@@ -404,7 +418,8 @@ def test_band_model_tables_follow_the_spec():
 
 
 def test_no_valid_file_is_refused_by_the_size_ratio_check():
-    """The header check allows 1100 symbols per payload byte; no symbol costs less than 8/1100 bit."""
+    """The header check allows 1100 symbols per payload byte; no symbol costs less than 8/1100 bit
+    but escapes, which need a number in the zlib side data (at most ~1032 per byte)."""
     from svdk import _entropy, format
 
     assert 8 / _entropy.min_bits_per_symbol() < format._MAX_RATIO["ans"]
