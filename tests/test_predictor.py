@@ -194,3 +194,20 @@ def test_cli_policy_flag(tmp_path, capsys):
     assert rec["policy"] == "cnn" and out.is_file()
     assert main(["compress", "example:camera", "-o", str(out), "-f", "--policy", "nope"]) != 0
     assert "unknown rank policy 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["astronaut", "camera", "coffee"])
+def test_contrast_feature_is_scikit_images_glcm_contrast(name):
+    """The model was trained on graycoprops' contrast; the direct formula must give the same number."""
+    from skimage import data
+    from skimage.feature import graycomatrix, graycoprops
+
+    from svdk.predictor import FEATURE_NAMES, hand_features
+
+    image = getattr(data, name)()
+    y = luma(image if image.ndim == 3 else np.stack([image] * 3, axis=-1))
+    y8 = np.clip(np.rint(y), 0, 255).astype(np.uint8)
+    glcm = graycomatrix(y8 // 4, distances=[1], angles=[0, np.pi / 2], levels=64, symmetric=True, normed=True)
+    expected = graycoprops(glcm, "contrast").mean()
+    feats = hand_features(None, y=y)
+    assert feats[FEATURE_NAMES.index("glcm_contrast")] == pytest.approx(expected, rel=1e-6)
