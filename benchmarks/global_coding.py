@@ -62,8 +62,12 @@ def code_plane(plane: _codec.Plane, k: int, v: dict) -> tuple[np.ndarray, object
     :func:`svdk._codec.reconstruct`, with the variant's choices.
     """
     u, s, vt = plane._factors(k)
-    code = _codec.step_code(v["factor"] * math.sqrt(max(float(s[-1]), 1e-6) / max(plane.shape)))
-    exps = _codec.component_exponents(s) if v["per_component"] else np.zeros(k, dtype=np.int64)
+    if v["per_component"]:
+        ref = _codec.reference_value(s, plane.shape)
+        exps = _codec.component_exponents(s, plane.shape)
+    else:  # format 1.0's rule
+        ref, exps = max(float(s[-1]), 1e-6), np.zeros(k, dtype=np.int64)
+    code = _codec.step_code(v["factor"] * math.sqrt(ref / max(plane.shape)))
     scale = (np.sqrt(s) / _codec.component_steps(code, exps))[:, None]
     fa, fb = u.T * scale, vt * scale
     if v["transform"] == "dct":

@@ -551,3 +551,13 @@ def test_reading_a_missing_svdk_file_is_a_format_error(tmp_path):
         svdk.info(tmp_path / "nope.svdk")
     with pytest.raises(svdk.FormatError, match="folder"):
         svdk.decompress_file(tmp_path, tmp_path / "x.png")
+
+
+def test_ranks_past_the_numerical_rank_cost_almost_nothing():
+    """A flat image at rank 32: the extra components are zero, and must not make the
+    steps of the real one absurdly fine (format 2.0 sets steps from the weakest kept
+    component, floored at an amplitude 8-bit pixels cannot show)."""
+    flat = np.full((64, 64), 77, dtype=np.uint8)
+    one, many = svdk.compress(flat, rank=1), svdk.compress(flat, rank=32)
+    assert len(many) < 2 * len(one)
+    np.testing.assert_array_equal(svdk.decompress(many), flat)

@@ -63,12 +63,12 @@ def _label_code() -> list[str]:
     objs = (
         _codec.rgb_to_ycbcr, _codec._downsample, _codec.to_planes, _codec.to_uint8,
         _codec.chroma_rank, _codec._svd, _codec.auto_step, _codec.step_code, _codec.Plane,
-        _codec.component_exponents, _codec.component_steps,
+        _codec.component_exponents, _codec.component_steps, _codec.reference_value,
         _codec.reconstruct, _codec.Session.__init__, _codec.Session.family,
         policies.quality, policies.search_rank, policies.plane_score, policies.searched_planes,
         metrics.PlaneScorer, metrics.ssim_window, _session, label_image,
     )
-    consts = repr((_codec.CHROMA_RANK_FRACTION, _codec.STEP_FACTOR, _codec._RGB_TO_YCBCR.tolist(),
+    consts = repr((_codec.CHROMA_RANK_FRACTION, _codec.STEP_FACTOR, _codec.NEGLIGIBLE_AMPLITUDE, _codec._RGB_TO_YCBCR.tolist(),
                    _codec._OFFSET.tolist(), metrics._K1, metrics._K2, metrics.DATA_RANGE))
     return [inspect.getsource(o) for o in objs] + [consts]
 
