@@ -39,6 +39,11 @@ def band_edges(n: int) -> list[int]:
     return sorted({0, n, *(n >> s for s in (1, 2, 3, 4))})
 
 
+def band_count(n: int) -> int:
+    """Bands of an ``n``-long row: level bytes per row in the side data."""
+    return len(band_edges(n)) - 1
+
+
 def _scale(level: int) -> Decimal:
     with localcontext() as ctx:
         ctx.prec = 40
@@ -92,12 +97,16 @@ def choose_levels(rows: np.ndarray) -> np.ndarray:
     return np.clip(level, 0, NUM_LEVELS - 1).astype(np.uint8)
 
 
+@lru_cache(maxsize=1)
+def _radius_table() -> np.ndarray:
+    return np.array([radius(level) for level in range(NUM_LEVELS)], dtype=np.int64)
+
+
 def _radii(levels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-position radius of a ``k x n`` matrix, and each band's level, in stream order."""
     lengths = np.diff(band_edges(n))
     flat_levels = levels.ravel()
-    radii = np.array([radius(int(v)) for v in range(NUM_LEVELS)], dtype=np.int64)[flat_levels]
-    return np.repeat(radii, np.tile(lengths, levels.shape[0])), flat_levels
+    return np.repeat(_radius_table()[flat_levels], np.tile(lengths, levels.shape[0])), flat_levels
 
 
 def encode(matrices: list[tuple[np.ndarray, np.ndarray]]) -> tuple[list[int], np.ndarray]:

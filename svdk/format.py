@@ -714,9 +714,9 @@ def _unpack_ans(header: Header, payload: memoryview, max_rank: int | None):
             f"{len(payload)}-byte payload"
         )
     shapes = header.shapes
+    # per plane: k step exponents, then a level byte per band of every row of A and of B
     fixed = sum(
-        rec.rank * (1 + len(_entropy.band_edges(h)) - 1 + len(_entropy.band_edges(w)) - 1)
-        for (h, w), rec in zip(shapes, header.planes)
+        rec.rank * (1 + _entropy.band_count(h) + _entropy.band_count(w)) for (h, w), rec in zip(shapes, header.planes)
     )
     alpha_bytes = header.width * header.height if header.alpha else 0
     symbols = sum(rec.rank * (h + w) for (h, w), rec in zip(shapes, header.planes))
@@ -731,7 +731,7 @@ def _unpack_ans(header: Header, payload: memoryview, max_rank: int | None):
         exps.append(np.frombuffer(side, dtype=np.uint8, count=k, offset=offset).astype(np.int64))
         offset += k
         for n in (h, w):
-            bands = len(_entropy.band_edges(n)) - 1
+            bands = _entropy.band_count(n)
             lv = np.frombuffer(side, dtype=np.uint8, count=k * bands, offset=offset).reshape(k, bands)
             offset += k * bands
             if lv.size and int(lv.max()) >= _entropy.NUM_LEVELS:
