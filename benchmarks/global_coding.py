@@ -34,7 +34,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from scipy.fft import dct, idct
+from scipy.fft import dct
 
 from svdk import _codec, _entropy, format as fmt
 from svdk._image import load_image

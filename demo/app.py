@@ -20,7 +20,7 @@ Caps
 ----
 Uploads up to 25 MB (``SVDK_APP_MAX_UPLOAD_BYTES``); images above one
 megapixel are downscaled with a notice (``SVDK_APP_MAX_PIXELS``); see
-:mod:`demo.pipeline`.
+:mod:`demo.inputs`, :mod:`demo.model` and :mod:`demo.pipeline`.
 """
 
 
@@ -42,17 +42,9 @@ from PIL import Image
 import svdk
 
 from . import charts
-from .pipeline import (
-    MAX_UPLOAD_BYTES,
-    SSIM_RANGE,
-    AppError,
-    Model,
-    Report,
-    Settings,
-    load_model,
-    prepare,
-    run,
-)
+from .inputs import MAX_UPLOAD_BYTES, SSIM_RANGE, AppError, Settings, prepare
+from .model import Model, load_model
+from .pipeline import Report, run
 from .share import ShareStore, query_for, settings_from_query
 
 __all__ = ["App", "Page", "build_demo", "launch_options", "CONCURRENCY"]
@@ -258,11 +250,11 @@ class App:
         s = report.summary()
         png = s["png_bytes"]
         names = {"gray": ("gray",), "rgb": ("R", "G", "B"), "ycbcr": ("Y", "Cb", "Cr")}[enc.mode]
-        ranks = ", ".join(f"{n}={k}" for n, k in zip(names, enc.ranks))
+        ranks = ", ".join(f"{n}={k}" for n, k in zip(names, enc.components))
         if enc.layout == "tiled":
             ranks = f"{ranks} components over {enc.tile}x{enc.tile} tiles"
         if report.predicted is not None:
-            predicted = f"{report.predicted} (CNN, luma, before checking)"
+            predicted = f"{report.predicted} (CNN, luma, before checking; then {enc.correction})"
         elif report.settings.auto:
             predicted = "- (exact search)" if report.policy == "quality" else "-"
         else:

@@ -7,7 +7,7 @@ link:
 
 ``ID.png``
     the input image as the app compared it: 8-bit, alpha kept, at most
-    :data:`demo.pipeline.WORK_PIXELS` pixels (larger uploads were already
+    :data:`demo.inputs.WORK_PIXELS` pixels (larger uploads were already
     downscaled), written as PNG, so the comparison is reproduced exactly;
 ``ID.json``
     ``{"format": "svdk-app-share", "version": 1, "created": unix time,
@@ -41,7 +41,7 @@ from PIL import Image
 
 import svdk
 
-from .pipeline import AppError, Settings
+from .inputs import AppError, Settings
 
 __all__ = [
     "ShareStore",

@@ -151,7 +151,7 @@ def publish(
     elif report is not None:
         print(f"note: {report} is missing; the card says the baselines were not included", file=sys.stderr)
 
-    from svdk.predictor import ModelError, RankPredictor, _summary
+    from svdk.predictor import ModelError, RankPredictor, describe_error
 
     try:
         predictor = RankPredictor.load(run / "model.keras")
@@ -160,7 +160,7 @@ def publish(
         raise PublishError(str(exc)) from None
     except (KeyError, TypeError, ValueError) as exc:
         raise PublishError(
-            f"{run / 'metrics.json'}: lacks a figure the model card needs ({_summary(exc)}); "
+            f"{run / 'metrics.json'}: lacks a figure the model card needs ({describe_error(exc)}); "
             "regenerate the run with 'python -m training.train'"
         ) from None
 
@@ -183,7 +183,7 @@ def publish(
                 403: f"the token may not write to {repo_id.split('/')[0]} (HTTP 403): use one with write access there",
             }.get(status)
             if hint is None:
-                hint = f"{_summary(exc)}; check the endpoint, your network and the token"
+                hint = f"{describe_error(exc)}; check the endpoint, your network and the token"
             raise PublishError(f"publishing {repo_id} to {host} failed: {hint}") from None
     return info.oid, info.commit_url
 

@@ -17,18 +17,20 @@ from pathlib import Path
 import numpy as np
 
 from . import format, metrics, policies
-from ._codec import CHROMA_RANK_FRACTION, Encoded, decode, encode
-from ._errors import FormatError, ImageError, OptionError, SvdkError, SvdkWarning
+from ._codec import CHROMA_RANK_FRACTION
+from ._encoder import Encoded, Encoder, decode, encode
+from ._errors import FormatError, ImageError, MissingFileError, OptionError, SvdkError, SvdkWarning
 from ._image import EXAMPLES, ImageLike, Pixels, load_image
 from .format import MAX_PIXELS
 from . import predictor  # registers the cnn and cnn-only policies; Keras loads only when used
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "compress",
     "decompress",
     "encode",
+    "Encoder",
     "compress_file",
     "decompress_file",
     "info",
@@ -39,6 +41,7 @@ __all__ = [
     "FormatError",
     "ImageError",
     "OptionError",
+    "MissingFileError",
     "SvdkWarning",
     "CHROMA_RANK_FRACTION",
     "MAX_PIXELS",
@@ -50,7 +53,21 @@ __all__ = [
 ]
 
 
-def compress(image: ImageLike, **options) -> bytes:
+def compress(
+    image: ImageLike,
+    *,
+    mode: str = "ycbcr",
+    subsampling: str | None = "4:2:0",
+    rank: int | None = None,
+    ranks=None,
+    quality=None,
+    size=None,
+    energy: float | None = None,
+    policy: str | None = None,
+    qstep: float | None = None,
+    tiled: bool = False,
+    tile_size: int | None = None,
+) -> bytes:
     """Compress ``image`` into the bytes of an .svdk file.
 
     Parameters
@@ -76,7 +93,10 @@ def compress(image: ImageLike, **options) -> bytes:
     energy : float, optional
         Fraction of spectral energy to keep per plane.
     policy : str, optional
-        A registered rank policy to use with the target above.
+        A registered rank policy to use with the target above
+        (:func:`svdk.policies.names`); one that takes another kind of
+        target, or does not handle the layout, raises :class:`OptionError`
+        naming the policies that fit.
     qstep : float, optional
         Quantization step of the weakest kept component of every plane
         (default: chosen per plane); stronger components get finer steps,
@@ -84,9 +104,10 @@ def compress(image: ImageLike, **options) -> bytes:
     tiled : bool, optional
         Use the tiled layout: an SVD per tile (8x8 by default, ``tile_size``
         to change) with per-tile ranks from one threshold. It takes a
-        ``quality``, ``size`` or ``energy`` target; ranks are then counts of
-        components per plane. Usually much smaller files than the global
-        layout at the same quality.
+        ``quality``, ``size`` or ``energy`` target. Usually much smaller
+        files than the global layout at the same quality.
+    tile_size : int, optional
+        Tile side of the tiled layout (4 to 64; default 8).
 
     Notes
     -----
@@ -96,9 +117,23 @@ def compress(image: ImageLike, **options) -> bytes:
     Returns
     -------
     bytes
-        The .svdk file. Use :func:`encode` to also learn the ranks chosen.
+        The .svdk file. Use :func:`encode` to also learn the ranks chosen,
+        and :class:`Encoder` to code one image at many ranks.
     """
-    return encode(image, **options).data
+    return encode(
+        image,
+        mode=mode,
+        subsampling=subsampling,
+        rank=rank,
+        ranks=ranks,
+        quality=quality,
+        size=size,
+        energy=energy,
+        policy=policy,
+        qstep=qstep,
+        tiled=tiled,
+        tile_size=tile_size,
+    ).data
 
 
 def decompress(data: bytes | bytearray | memoryview, *, max_rank: int | None = None) -> np.ndarray:
@@ -117,7 +152,7 @@ def _read(path: str | os.PathLike) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise FormatError(f"{path}: no such file") from None
+        raise MissingFileError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise FormatError(f"{path} is a folder, not an .svdk file") from None
     except OSError as exc:
@@ -176,10 +211,21 @@ def decompress_file(
 
 
 def info(data: bytes | bytearray | memoryview | str | os.PathLike) -> dict:
-    """The header of an .svdk file (bytes or path) as a plain dict."""
+    """The header of an .svdk file (bytes or path) as a plain dict.
+
+    ``ranks`` is each plane's SVD rank (tiled layout: the largest rank of
+    any tile), ``components`` how many components each plane keeps (tiled
+    layout: summed over the tiles, read from the payload), as in
+    :class:`Encoded`.
+    """
     if isinstance(data, (str, os.PathLike)):
         data = _read(data)
     h = format.read_header(data)
+    if h.layout == "tiled":
+        _, factors, _ = format.unpack(data)
+        components = [int(f[0].sum()) for f in factors]
+    else:
+        components = list(h.ranks)
     return {
         "version": f"{h.version[0]}.{h.version[1]}",
         "width": h.width,
@@ -188,6 +234,7 @@ def info(data: bytes | bytearray | memoryview | str | os.PathLike) -> dict:
         "subsampling": "4:2:0" if h.subsampled else ("4:4:4" if h.mode == "ycbcr" else None),
         "alpha": h.alpha,
         "ranks": list(h.ranks),
+        "components": components,
         "qsteps": [p.step for p in h.planes],
         "sample_bytes": [p.sample_bytes for p in h.planes],
         "layout": h.layout,

@@ -10,15 +10,18 @@ which is a :class:`ValueError`, so ``except ValueError`` also catches it::
           │                     header fields)
           ├── ImageError        an input image that cannot be encoded (empty,
           │                     not an image, unsupported mode, too large)
-          └── OptionError       options that do not fit this image (rank out
-                                of range, unreachable target, unknown mode)
+          ├── OptionError       options that do not fit this image (rank out
+          │                     of range, unreachable target, unknown mode)
+          └── MissingFileError  an input file that does not exist; also an
+                                ImageError, a FormatError and a
+                                FileNotFoundError, so each of those catches it
 
 Warnings use :class:`SvdkWarning` (a :class:`UserWarning`).
 """
 
 from __future__ import annotations
 
-__all__ = ["SvdkError", "FormatError", "ImageError", "OptionError", "SvdkWarning"]
+__all__ = ["SvdkError", "FormatError", "ImageError", "OptionError", "MissingFileError", "SvdkWarning"]
 
 
 class SvdkError(ValueError):
@@ -35,6 +38,18 @@ class ImageError(SvdkError):
 
 class OptionError(SvdkError):
     """The options do not fit the image."""
+
+
+class MissingFileError(ImageError, FormatError, FileNotFoundError):
+    """An input file (image or .svdk) that does not exist.
+
+    >>> import svdk
+    >>> try:
+    ...     svdk.encode("no-such-photo.png")
+    ... except FileNotFoundError as exc:
+    ...     print(exc)
+    no-such-photo.png: no such file
+    """
 
 
 class SvdkWarning(UserWarning):

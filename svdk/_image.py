@@ -17,7 +17,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ._errors import ImageError, SvdkWarning
+from ._errors import ImageError, MissingFileError, SvdkWarning
 from .format import MAX_PIXELS
 
 __all__ = ["Pixels", "load_image", "ImageLike", "EXAMPLES"]
@@ -162,7 +162,7 @@ def _open_path(path: Path) -> Pixels:
     try:
         size = path.stat().st_size
     except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
+        raise MissingFileError(f"{path}: no such file") from None
     except OSError as exc:
         raise ImageError(f"{path}: {exc.strerror or exc}") from None
     if path.is_dir():

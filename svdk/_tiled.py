@@ -26,6 +26,8 @@ import math
 import numpy as np
 from scipy.fft import dct, idct
 
+from ._codec import step_code
+
 __all__ = ["TiledPlane", "tile_grid", "padded_pixels", "decode_tiled_plane", "TILE_STEP_FACTOR", "DEFAULT_TILE"]
 
 #: Default tile size: the best of 8, 12, 16, 32 on Kodak (see the README).
@@ -117,8 +119,6 @@ class TiledPlane:
         return np.count_nonzero(self.s >= self.tau(count), axis=1)
 
     def step_code(self, count: int) -> int:
-        from ._codec import step_code
-
         return step_code(step_for(self.tau(count), self.tile))
 
     def quantize(self, count: int, rank_cap: int | None = None):

@@ -1,4 +1,4 @@
-"""The ``svdk`` command line: compress, decompress, info, compare.
+"""The ``svdk`` command line: compress, decompress, info, compare, bench.
 
 Every command takes many inputs, reports one line (or one JSON record with
 ``--json``) per file, keeps going when a file fails, and exits with status 1
@@ -84,9 +84,9 @@ def _options(args) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="svdk",
-        description="Image compression by truncated SVD, measured against PNG, JPEG and WebP.",
+        description="Image compression by truncated SVD, measured against PNG, JPEG, WebP and AVIF.",
         epilog="Inputs may be image paths or example:NAME (astronaut, coffee, chelsea, camera, ...). "
-        "'svdk bench --help' describes the rate-distortion benchmark.",
+        "'svdk COMMAND --help' lists a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -114,13 +114,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "compare",
-        help="svdk vs PNG, JPEG, WebP",
+        help="svdk vs PNG, JPEG, WebP, AVIF on one image",
         description="Compress with svdk and compare with PNG, and JPEG/WebP/AVIF at the same size "
         "and at the same SSIM.",
     )
     p.add_argument("inputs", nargs="+", metavar="IMAGE")
     _codec_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON record per file")
+    # listed for --help; 'svdk bench ...' goes to svdk.bench before parsing
+    sub.add_parser(
+        "bench",
+        help="rate-distortion of svdk, JPEG, WebP, AVIF and PNG on a folder (svdk bench --help)",
+        add_help=False,
+    )
     return parser
 
 
@@ -171,11 +177,36 @@ def _cmd_compress(src: str, args, emit) -> None:
     if args.json:
         emit(json.dumps(rec))
     else:
-        ranks = " ".join(f"{k}={v}" for k, v in rec["ranks"].items())
         emit(
             f"{src} -> {dst}: {enc.nbytes} bytes, {enc.bpp:.3f} bpp, PSNR {_fmt_num(p, '.2f')} dB, "
-            f"SSIM {_fmt_num(s, '.4f')}, ranks {ranks} ({enc.policy}), {enc.seconds:.2f} s"
+            f"SSIM {_fmt_num(s, '.4f')}{_measured(enc)}, {_ranks_text(enc)} ({_how(enc)}), {enc.seconds:.2f} s"
         )
+
+
+def _ranks_text(enc) -> str:
+    """``ranks Y=64 Cb=16 Cr=16``, or the components kept in the tiled layout."""
+    names = {"gray": ("gray",), "rgb": ("R", "G", "B"), "ycbcr": ("Y", "Cb", "Cr")}[enc.mode]
+    if enc.layout == "tiled":
+        return "components " + " ".join(f"{n}={k}" for n, k in zip(names, enc.components))
+    return "ranks " + " ".join(f"{n}={k}" for n, k in zip(names, enc.ranks))
+
+
+def _how(enc) -> str:
+    """The policy, and for a predicting one what it predicted, what its check did and the model."""
+    if enc.predicted_rank is None:
+        return enc.policy
+    return f"{enc.policy}: predicted {enc.predicted_rank}, {enc.correction}; {enc.model}"
+
+
+def _measured(enc) -> str:
+    """The figure a quality target is about, when it is not the RGB figure printed beside it."""
+    m = enc.measured
+    if not m or (enc.mode != "ycbcr" and enc.layout == "global"):
+        return ""
+    unit = " dB" if m["metric"] == "psnr" else ""
+    spec = ".2f" if m["metric"] == "psnr" else ".4f"
+    where = "luma" if enc.mode == "ycbcr" else m["plane"]
+    return f" ({where} {m['metric'].upper()} {format(m['value'], spec)}{unit}, what the target measures)"
 
 
 def _cmd_decompress(src: str, args, emit) -> None:
@@ -195,6 +226,8 @@ def _cmd_info(src: str, args, emit) -> None:
         emit(json.dumps(rec))
         return
     ranks = ", ".join(map(str, rec["ranks"]))
+    if rec["layout"] == "tiled":
+        ranks += f" (components kept: {', '.join(map(str, rec['components']))})"
     steps = ", ".join(f"{q:.4g}" for q in rec["qsteps"])
     layout = f", tiled {rec['tile']}x{rec['tile']}" if rec["layout"] == "tiled" else ""
     emit(
@@ -222,9 +255,7 @@ def _cmd_compare(src: str, args, emit) -> None:
         emit(json.dumps({"input": src, **cmp.to_dict()}))
         return
     enc = cmp.encoded
-    names = {"gray": ("gray",), "rgb": ("R", "G", "B"), "ycbcr": ("Y", "Cb", "Cr")}[enc.mode]
-    ranks = " ".join(f"{n}={k}" for n, k in zip(names, enc.ranks))
-    lines = [f"{src}: {cmp.width}x{cmp.height}, svdk {enc.mode} ranks {ranks} ({enc.policy})"]
+    lines = [f"{src}: {cmp.width}x{cmp.height}, svdk {enc.mode} {_ranks_text(enc)} ({_how(enc)}){_measured(enc)}"]
     lines.append(f"  {'codec':6} {'match':10} {'quality':>7} {'bytes':>9} {'bpp':>7} {'PSNR dB':>8} {'SSIM':>7}")
     for r in cmp.rows:
         lines.append(
@@ -254,8 +285,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "output", None) and len(args.inputs) > 1:
         parser.error("-o/--output takes one input; use --out-dir for several")
-    if getattr(args, "out_dir", None) and not Path(args.out_dir).is_dir():
-        parser.error(f"--out-dir {args.out_dir} is not a folder")
+    if getattr(args, "out_dir", None):
+        out_dir = Path(args.out_dir)
+        if out_dir.exists() and not out_dir.is_dir():
+            parser.error(f"--out-dir {args.out_dir} is a file, not a folder")
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            parser.error(f"--out-dir {args.out_dir} cannot be made ({exc.strerror or exc})")
     debug = bool(os.environ.get("SVDK_DEBUG"))
     command = _COMMANDS[args.command]
     failed = 0

@@ -1,9 +1,9 @@
 """svdk side by side with PNG, JPEG, WebP and AVIF on one image.
 
 :func:`compare` encodes an image with svdk, then finds for each lossy
-reference codec the file of the same size (the highest quality whose file is
-no larger than the svdk file) and the file of the same quality (the lowest
-quality whose SSIM reaches svdk's). PNG is the lossless reference. All
+reference codec the file of the same size and the file of the same SSIM, as
+:mod:`svdk.baselines` defines them (:func:`~svdk.baselines.match_size`,
+:func:`~svdk.baselines.match_ssim`). PNG is the lossless reference. All
 numbers come from real file bytes and decoded 8-bit images.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import baselines, metrics
-from ._codec import Encoded, decode, encode
+from ._encoder import Encoded, decode, encode
 from ._image import ImageLike, load_image
 
 __all__ = ["Row", "Comparison", "compare", "measure"]
@@ -69,8 +69,14 @@ def record(enc: Encoded, row: Row) -> dict:
         "height": enc.height,
         "mode": enc.mode,
         "subsampling": ("4:2:0" if enc.subsampled else "4:4:4") if enc.mode == "ycbcr" else None,
+        "layout": enc.layout,
         "ranks": dict(zip(names, enc.ranks)),
+        "components": dict(zip(names, enc.components)),
         "policy": enc.policy,
+        "predicted_rank": enc.predicted_rank,
+        "correction": enc.correction,
+        "model": enc.model,
+        "measured": enc.measured,
         "reason": enc.reason,
         "evaluations": enc.evaluations,
         "bytes": enc.nbytes,
@@ -104,6 +110,7 @@ def compare(image: ImageLike, *, codecs: list[str] | None = None, **options) -> 
     npx = pixels.width * pixels.height
     rows = [Row("svdk", "-", None, enc.nbytes, enc.bpp, p, s, enc.reason)]
     colour = pixels.color
+    scorer = metrics.Scorer(colour) if s is not None else None
     have = baselines.available()
     wanted = [c for c in (codecs or have) if c in have]
     if "png" in wanted:
@@ -111,7 +118,9 @@ def compare(image: ImageLike, *, codecs: list[str] | None = None, **options) -> 
     for codec in ("jpeg", "webp", "avif"):
         if codec not in wanted:
             continue
-        rows.append(_row(codec, "same size", baselines.match_size(colour, codec, enc.nbytes), colour, npx))
+        probe = baselines.Probe(codec, colour)  # the two matches share its files
+        rows.append(_row(codec, "same size", baselines.match_size(colour, codec, enc.nbytes, probe=probe), colour, npx))
         if s is not None:
-            rows.append(_row(codec, "same SSIM", baselines.match_ssim(colour, codec, s), colour, npx))
+            same = baselines.match_ssim(colour, codec, s, probe=probe, scorer=scorer)
+            rows.append(_row(codec, "same SSIM", same, colour, npx))
     return Comparison(pixels.width, pixels.height, enc, dec, rows)

@@ -1,7 +1,8 @@
 """Rank policies: how svdk chooses the rank of each plane.
 
-A policy is a function ``policy(session, target) -> RankChoice`` kept in one
-registry under a name. Built in:
+A policy is a function ``policy(encoder, target) -> RankChoice`` (the
+encoder is a :class:`svdk.Encoder`) kept in one registry under a name, with
+the kind of target it takes and the layouts it handles. Built in:
 
 ``fixed``
     the ranks given (one number expands to all planes; in ycbcr mode the
@@ -17,9 +18,10 @@ registry under a name. Built in:
     original. In rgb mode each channel is searched (so the whole image reaches
     the target too); in ycbcr mode the luma plane is searched and the chroma
     ranks follow the luma rank; a grayscale image has one plane. The search
-    doubles the rank until the target is met, then bisects; every evaluation
-    reconstructs from the same factors that get written, so the file decodes
-    to exactly the image that was measured. The result is exact in that the
+    (:func:`search_rank`) grows the rank until the target is met, then
+    narrows the bracket; every evaluation reconstructs from the same factors
+    that get written, so the file decodes to exactly the image that was
+    measured. The result is exact in that the
     chosen rank ``k`` meets the target and ``k - 1`` does not.
 ``size``
     the largest common rank (as ``fixed`` expands it) whose file fits a byte
@@ -39,40 +41,137 @@ import numpy as np
 
 from ._errors import OptionError
 
-__all__ = ["RankChoice", "register", "get", "names", "select", "parse_quality", "parse_size"]
+__all__ = [
+    "RankChoice",
+    "PolicyInfo",
+    "TARGETS",
+    "register",
+    "get",
+    "info",
+    "names",
+    "select",
+    "check_fits",
+    "parse_quality",
+    "parse_size",
+    "search_rank",
+    "describe_ranks",
+    "measured",
+]
 
 
 @dataclass
 class RankChoice:
-    """What a policy chose and why."""
+    """What a policy chose and why.
+
+    ``ranks`` holds one number per plane (tiled layout: components kept).
+    A policy that predicts also says what it predicted (``predicted_rank``),
+    what its check did (``correction``) and which model it used (``model``);
+    :class:`svdk.Encoded` carries these fields.
+    """
 
     ranks: tuple[int, ...]
     reason: str
     data: bytes | None = None  # the packed file, when the policy already made it
+    predicted_rank: int | None = None
+    correction: str | None = None
+    model: str | None = None
+    measured: dict | None = None  # {"metric", "plane", "value"}: what a quality target was checked on
 
 
-_REGISTRY: dict[str, Callable] = {}
+def measured(session, metric: str, found: dict) -> dict:
+    """``measured`` of a :class:`RankChoice` from ``{plane index: (rank, score)}``: the lowest score."""
+    i = min(found, key=lambda j: found[j][1])
+    return {"metric": metric, "plane": session.plane_names[i], "value": float(found[i][1])}
 
 
-def register(name: str):
-    """Decorator: register a rank policy under ``name``."""
+#: The kinds of target a policy takes, and the options that give them.
+TARGETS = {
+    "ranks": "rank=K or ranks=(A, B, C) (--rank, --ranks)",
+    "quality": "quality='ssim:T' or 'psnr:DB' (--quality)",
+    "size": "size=BYTES (--size)",
+    "energy": "energy=F (--energy)",
+}
+LAYOUTS = ("global", "tiled")
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    """A registered policy: the function and what it handles."""
+
+    name: str
+    function: Callable
+    target: str  # a key of TARGETS
+    layouts: tuple[str, ...] = LAYOUTS
+    metrics: tuple[str, ...] = ("ssim", "psnr")  # for quality targets
+
+
+_REGISTRY: dict[str, PolicyInfo] = {}
+
+
+def register(name: str, *, target: str = "quality", layouts=LAYOUTS, metrics=("ssim", "psnr")):
+    """Decorator: register a rank policy under ``name``.
+
+    ``target`` is the kind of target it takes (a key of :data:`TARGETS`),
+    ``layouts`` the layouts it handles and ``metrics`` the quality metrics
+    (for a quality target). :func:`svdk.encode` refuses any other
+    combination with an :class:`~svdk.OptionError` naming the policies that
+    fit.
+    """
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {', '.join(TARGETS)}; got {target!r}")
+    layouts, metrics = tuple(layouts), tuple(metrics)
 
     def deco(fn):
-        _REGISTRY[name] = fn
+        _REGISTRY[name] = PolicyInfo(name, fn, target, layouts, metrics)
         return fn
 
     return deco
 
 
-def get(name: str) -> Callable:
+def info(name: str) -> PolicyInfo:
+    """What the policy ``name`` handles (:class:`PolicyInfo`)."""
     try:
         return _REGISTRY[name]
     except KeyError:
         raise OptionError(f"unknown rank policy {name!r}; known: {', '.join(names())}") from None
 
 
+def get(name: str) -> Callable:
+    """The function of the policy ``name``."""
+    return info(name).function
+
+
 def names() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def _fitting(target: str, layout: str | None = None, metric: str | None = None) -> str:
+    """The names of the policies for this kind of target (and layout, metric)."""
+    fit = [
+        p.name
+        for p in _REGISTRY.values()
+        if p.target == target and layout in (None, *p.layouts) and metric in (None, *p.metrics)
+    ]
+    return ", ".join(sorted(fit)) or "none"
+
+
+def check_fits(name: str, encoder) -> None:
+    """Raise :class:`~svdk.OptionError` when policy ``name`` does not handle the encoder's layout."""
+    p = info(name)
+    layout = encoder.layout
+    if layout not in p.layouts:
+        others = _fitting(p.target, layout=layout)
+        what = "ranks given by hand apply" if p.target == "ranks" else f"policy {name!r} applies"
+        if others == "none":
+            kinds = sorted({q.target for q in _REGISTRY.values() if layout in q.layouts})
+            hint = f"the {layout} layout takes {_a(' or '.join(kinds))} target"
+        else:
+            hint = f"policies for the {layout} layout with {_a(p.target)} target: {others}"
+        raise OptionError(f"{what} to the {' and '.join(p.layouts)} layout, not the {layout} one; {hint}")
+
+
+def _a(words: str) -> str:
+    return ("an " if words[:1] in "aeiou" else "a ") + words
 
 
 def parse_quality(value) -> tuple[str, float]:
@@ -128,7 +227,12 @@ def _iterable(value):
 
 
 def select(*, rank=None, ranks=None, quality=None, size=None, energy=None, policy=None):
-    """Turn the encoder's keyword options into ``(policy name, target)``."""
+    """Turn the encoder's keyword options into ``(policy name, target)``.
+
+    Raises :class:`~svdk.OptionError` when more than one target is given, or
+    when ``policy`` takes another kind of target than the one given (or a
+    metric it does not handle), naming the policies that fit.
+    """
     given = {
         k: v
         for k, v in dict(rank=rank, ranks=ranks, quality=quality, size=size, energy=energy).items()
@@ -136,29 +240,43 @@ def select(*, rank=None, ranks=None, quality=None, size=None, energy=None, polic
     }
     if len(given) > 1:
         raise OptionError(f"give one of rank, ranks, quality, size, energy; got {', '.join(given)}")
+    if policy is not None:
+        wanted = info(policy)
+        if not given and wanted.target != "quality":
+            raise OptionError(f"policy {policy!r} needs {_a(wanted.target)} target: {TARGETS[wanted.target]}")
     if rank is not None:
         if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)):
             raise OptionError(f"rank must be an integer; got {rank!r}")
-        name, target = "fixed", int(rank)
+        name, kind, target = "fixed", "ranks", int(rank)
     elif ranks is not None:
         if isinstance(ranks, (str, bytes)) or not all(
             isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in _iterable(ranks)
         ):
             raise OptionError(f"ranks must be integers, one per plane; got {ranks!r}")
-        name, target = "fixed", tuple(int(k) for k in ranks)
+        name, kind, target = "fixed", "ranks", tuple(int(k) for k in ranks)
     elif size is not None:
-        name, target = "size", parse_size(size)
+        name, kind, target = "size", "size", parse_size(size)
     elif energy is not None:
         if isinstance(energy, bool) or not isinstance(energy, (int, float, np.integer, np.floating)):
             raise OptionError(f"energy must be a number in (0, 1]; got {energy!r}")
         target = float(energy)
         if not 0 < target <= 1:
             raise OptionError(f"energy must be in (0, 1]; got {energy}")
-        name = "energy"
+        name, kind = "energy", "energy"
     else:
-        name, target = "quality", parse_quality(quality if quality is not None else DEFAULT_QUALITY)
+        name, kind = "quality", "quality"
+        target = parse_quality(quality if quality is not None else DEFAULT_QUALITY)
     if policy is not None:
-        get(policy)
+        if wanted.target != kind:
+            raise OptionError(
+                f"policy {policy!r} takes {_a(wanted.target)} target ({TARGETS[wanted.target]}), not {_a(kind)} "
+                f"target; policies for {_a(kind)} target: {_fitting(kind)}"
+            )
+        if kind == "quality" and target[0] not in wanted.metrics:
+            raise OptionError(
+                f"policy {policy!r} takes {' or '.join(wanted.metrics)} targets; got {target[0]}:{target[1]:g}; "
+                f"policies for {_a(target[0])} target: {_fitting('quality', metric=target[0])}"
+            )
         name = policy
     return name, target
 
@@ -167,25 +285,20 @@ def select(*, rank=None, ranks=None, quality=None, size=None, energy=None, polic
 DEFAULT_QUALITY = "ssim:0.90"
 
 
-@register("fixed")
+@register("fixed", target="ranks", layouts=("global",))
 def fixed(session, target) -> RankChoice:
-    if session.tile:
-        raise OptionError(
-            "fixed ranks apply to the global layout; the tiled layout chooses a rank per tile "
-            "from a target: use quality, size or energy"
-        )
     if isinstance(target, int):
         top = session.planes[0].max_rank
         if not 1 <= target <= top:
             h, w = session.planes[0].shape
             raise OptionError(f"rank must be in [1, {top}] for a {w}x{h} image; got {target}")
-        ranks = session.family(target)
+        ranks = session.ranks_for(target)
     else:
         ranks = session.check_ranks(tuple(target))
-    return RankChoice(ranks, f"ranks given: {_fmt(session, ranks)}")
+    return RankChoice(ranks, f"ranks given: {describe_ranks(session, ranks)}")
 
 
-@register("energy")
+@register("energy", target="energy")
 def energy(session, fraction) -> RankChoice:
     ranks = []
     for i in searched_planes(session):
@@ -200,11 +313,11 @@ def energy(session, fraction) -> RankChoice:
                 ranks.append(int(hit[0]) + 1 if hit.size else k)
                 break
             k = min(4 * k, plane.max_rank)
-    ranks = tuple(ranks) if session.mode == "rgb" and not session.tile else session.family(ranks[0])
+    ranks = tuple(ranks) if session.mode == "rgb" and not session.tile else session.ranks_for(ranks[0])
     where = "luma" if session.mode == "ycbcr" else "each plane"
     return RankChoice(
         ranks,
-        f"smallest ranks keeping {fraction:g} of the spectral energy of {where}: {_fmt(session, ranks)}",
+        f"smallest ranks keeping {fraction:g} of the spectral energy of {where}: {describe_ranks(session, ranks)}",
     )
 
 
@@ -213,22 +326,9 @@ def searched_planes(session) -> list[int]:
     return [0, 1, 2] if session.mode == "rgb" and not session.tile else [0]
 
 
-def plane_score(session, i: int, metric: str):
-    """A fast scorer of decoded plane ``i`` against its original."""
-    from ._codec import to_uint8
-    from .metrics import PlaneScorer
-
-    plane = session.planes[i]
-    try:
-        scorer = PlaneScorer(plane.data, metric)
-    except ValueError as exc:
-        raise OptionError(f"{exc}; use a PSNR target or give the rank") from None
-
-    def score(k: int) -> float:
-        session.evaluations += 1
-        return scorer(to_uint8(plane.reconstruct(k)))
-
-    return score
+def plane_score(session, i: int, metric: str) -> Callable[[int], float]:
+    """``k -> score`` of decoded plane ``i`` against its original (:meth:`svdk.Encoder.score`)."""
+    return lambda k: session.score(k, metric, plane=i)
 
 
 def search_rank(
@@ -307,6 +407,7 @@ def search_rank(
 @register("quality")
 def quality(session, target) -> RankChoice:
     metric, value = target
+    start = session.evaluations
     found = {}
     for i in searched_planes(session):
         score = plane_score(session, i, metric)
@@ -321,24 +422,25 @@ def quality(session, target) -> RankChoice:
     if session.mode == "rgb" and not session.tile:
         ranks = tuple(found[i][0] for i in range(3))
     else:
-        ranks = session.family(found[0][0])
+        ranks = session.ranks_for(found[0][0])
     got = ", ".join(f"{session.plane_names[i]} {v:.4f}" for i, (_, v) in found.items())
     where = "luma" if session.mode == "ycbcr" else "each plane"
     return RankChoice(
         ranks,
         f"smallest ranks reaching {metric} >= {value:g} on {where} ({got}): "
-        f"{_fmt(session, ranks)}; {session.evaluations} evaluations",
+        f"{describe_ranks(session, ranks)}; {session.evaluations - start} evaluations",
+        measured=measured(session, metric, found),
     )
 
 
-@register("size")
+@register("size", target="size")
 def size(session, budget: int) -> RankChoice:
     packed: dict[int, bytes] = {}
 
     def nbytes(k):
         if k not in packed:
             session.evaluations += 1
-            packed[k] = session.pack(session.family(k))
+            packed[k] = session.pack(session.ranks_for(k))
         return len(packed[k])
 
     top = session.planes[0].max_rank
@@ -362,13 +464,14 @@ def size(session, budget: int) -> RankChoice:
             lo = mid
         else:
             hi = mid
-    ranks = session.family(lo)
+    ranks = session.ranks_for(lo)
     return RankChoice(
         ranks,
-        f"largest ranks whose file fits {budget} bytes ({nbytes(lo)} bytes): {_fmt(session, ranks)}",
+        f"largest ranks whose file fits {budget} bytes ({nbytes(lo)} bytes): {describe_ranks(session, ranks)}",
         data=packed[lo],
     )
 
 
-def _fmt(session, ranks) -> str:
+def describe_ranks(session, ranks) -> str:
+    """``Y=64, Cb=16, Cr=16``: ranks with their planes' names."""
     return ", ".join(f"{n}={k}" for n, k in zip(session.plane_names, ranks))

@@ -26,9 +26,13 @@ from svdk import baselines
 pytest.importorskip("gradio", reason="the app needs pip install 'svdk[app]'")
 pytest.importorskip("plotly", reason="the app needs pip install 'svdk[app]'")
 
-from demo import pipeline  # noqa: E402
+from demo import inputs, pipeline  # noqa: E402
 from demo.app import App, Workdir, parse_ranks  # noqa: E402
-from demo.pipeline import AppError, Model, Probe, Scorer, Settings, first_reaching, prepare, run  # noqa: E402
+from demo.inputs import AppError, Settings, prepare  # noqa: E402
+from demo.model import Model  # noqa: E402
+from demo.pipeline import run  # noqa: E402
+from svdk.baselines import Probe  # noqa: E402
+from svdk.metrics import Scorer  # noqa: E402
 from demo.share import ShareError, ShareStore, query_for, settings_from_query  # noqa: E402
 
 NO_MODEL = Model(None, "no model (tests)")
@@ -86,61 +90,21 @@ def test_parse_ranks():
         parse_ranks(False, 64, 16, None)
 
 
-def test_first_reaching_agrees_with_a_linear_scan():
-    rng = np.random.default_rng(0)
-    for trial in range(300):
-        lo, hi = (0, 100) if trial % 2 else (1, 100)
-        values = np.cumsum(rng.random(hi - lo + 1) * (0 if trial % 7 == 0 else 1))
-        f = lambda q: float(values[q - lo])  # noqa: E731
-        target = float(rng.uniform(values[0] - 1, values[-1] + 1))
-        known = {int(q): f(int(q)) for q in rng.choice(np.arange(lo, hi + 1), int(rng.integers(0, 5)))}
-        expected = next((q for q in range(lo, hi + 1) if f(q) >= target), None)
-        for scale in ("linear", "log"):
-            assert first_reaching(f, target, lo, hi, known, scale=scale) == expected
-
-
-def test_first_reaching_needs_few_evaluations_on_a_smooth_curve():
-    calls = []
-
-    def f(q):
-        calls.append(q)
-        return 1 - 0.8 * np.exp(-((q / 30) ** 0.9))  # SSIM against JPEG quality looks like this
-
-    known = {5: f(5), 30: f(30), 75: f(75)}
-    calls.clear()
-    q = first_reaching(f, 0.9, 1, 100, known, scale="ssim")
-    n = len(calls)
-    assert f(q) >= 0.9 > f(q - 1)
-    assert n <= 4, calls  # baselines' bisection over 1..100 takes 7
-
-
 @pytest.mark.parametrize("rank", [4, 12, 40])
 @pytest.mark.parametrize("codec", [c for c in ("jpeg", "webp") if c in baselines.available()])
-def test_probe_matches_find_what_svdk_baselines_find(codec, rank):
+def test_the_app_matches_what_svdk_compare_matches(codec, rank):
+    """The app's probe has measured other qualities first; its matches are still svdk compare's."""
     image = photo()
     enc = svdk.encode(image, rank=rank)
     _, target = svdk.compare.measure(image, svdk.decompress(enc.data))
     scorer = Scorer(image)
     probe = Probe(codec, image)
-    for q in pipeline.SWEEP_QUALITIES:  # what the app measures first
+    for q in (*pipeline.SWEEP_QUALITIES, 12, 50, 90):  # what the app measures first, and more
         probe.score(q, scorer)
     expected_size = baselines.match_size(image, codec, enc.nbytes)
     expected_ssim = baselines.match_ssim(image, codec, target)
     assert probe.match_size(enc.nbytes) == (expected_size.quality if expected_size else None)
     assert probe.match_ssim(target, scorer) == (expected_ssim.quality if expected_ssim else None)
-
-
-def test_scorer_agrees_with_svdk_metrics():
-    image = photo()
-    gray = image.mean(axis=2).astype(np.uint8)
-    noise = np.random.default_rng(0).integers(0, 256, (5, 9, 3), dtype=np.uint8)  # a 5x5 SSIM window
-    cases = [(image, svdk.decompress(svdk.compress(image, rank=8))), (image, 255 - image),
-             (gray, svdk.decompress(svdk.compress(gray, rank=3))), (noise, noise[::-1])]
-    for reference, decoded in cases:
-        p, s = Scorer(reference)(decoded)
-        assert p == svdk.metrics.psnr(reference, decoded)
-        assert s == pytest.approx(svdk.metrics.ssim(reference, decoded), abs=1e-12)
-    assert Scorer(image)(image) == (float("inf"), pytest.approx(1.0))
 
 
 # ----------------------------------------------------------------------------
@@ -168,7 +132,7 @@ def test_prepare_refuses_bad_files_with_messages(tmp_path):
 
 def test_prepare_refuses_files_above_the_upload_cap(tmp_path, monkeypatch):
     path = save(tmp_path, "big.png", photo())
-    monkeypatch.setattr(pipeline, "MAX_UPLOAD_BYTES", 100)
+    monkeypatch.setattr(inputs, "MAX_UPLOAD_BYTES", 100)
     with pytest.raises(AppError, match=r"the app takes files up to 0\.0001 MB"):
         prepare(path)
 
@@ -522,3 +486,20 @@ def test_requirements_txt_pins_what_pyproject_pins():
     lines = (repo / "requirements.txt").read_text().splitlines()
     pinned = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
     assert pinned == wanted
+
+
+def test_the_cnn_runs_once_per_request(monkeypatch):
+    """The prediction the page shows is the one the policy used: one forward pass."""
+    pytest.importorskip("keras")
+    from demo.model import load_model
+
+    model = load_model()
+    assert model.predictor is not None, model.description
+    calls = []
+    cls = type(model.predictor)
+    curve = cls.curve
+    monkeypatch.setattr(cls, "curve", lambda self, image: calls.append(1) or curve(self, image))
+    report = run(prepare(photo()), Settings(target=0.9), model)
+    assert len(calls) == 1
+    assert report.policy == "cnn" and report.predicted == report.encoded.predicted_rank is not None
+    assert report.to_dict()["svdk"]["predicted_rank"] == report.predicted

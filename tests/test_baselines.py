@@ -111,3 +111,51 @@ def test_ssim_of_the_baselines_uses_the_same_metric(small):
     coded = baselines.encode(small, "jpeg", 50)
     assert metrics.ssim(small, coded.decoded) == pytest.approx(
         ssim_reference(small, coded.decoded), abs=1e-9)
+
+
+def test_first_reaching_agrees_with_a_linear_scan():
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        lo, hi = (0, 100) if trial % 2 else (1, 100)
+        values = np.cumsum(rng.random(hi - lo + 1) * (0 if trial % 7 == 0 else 1))
+        f = lambda q: float(values[q - lo])  # noqa: E731
+        target = float(rng.uniform(values[0] - 1, values[-1] + 1))
+        known = {int(q): f(int(q)) for q in rng.choice(np.arange(lo, hi + 1), int(rng.integers(0, 5)))}
+        expected = next((q for q in range(lo, hi + 1) if f(q) >= target), None)
+        for scale in ("linear", "log"):
+            assert baselines.first_reaching(f, target, lo, hi, known, scale=scale) == expected
+
+
+def test_first_reaching_needs_few_evaluations_on_a_smooth_curve():
+    calls = []
+
+    def f(q):
+        calls.append(q)
+        return 1 - 0.8 * np.exp(-((q / 30) ** 0.9))  # SSIM against JPEG quality looks like this
+
+    known = {5: f(5), 30: f(30), 75: f(75)}
+    calls.clear()
+    q = baselines.first_reaching(f, 0.9, 1, 100, known, scale="ssim")
+    n = len(calls)
+    assert f(q) >= 0.9 > f(q - 1)
+    assert n <= 4, calls  # baselines' bisection over 1..100 takes 7
+
+
+@pytest.mark.parametrize("codec", LOSSY)
+def test_a_match_does_not_depend_on_what_was_measured_before(kodak_small, codec):
+    """svdk compare (a fresh probe) and the app (a probe that scored other
+    qualities first) must name the same files."""
+    target = 0.9
+    nbytes = baselines.encode(kodak_small, codec, 40).nbytes + 37
+    fresh = baselines.Probe(codec, kodak_small)
+    scorer = metrics.Scorer(kodak_small)
+    want = (fresh.match_size(nbytes), fresh.match_ssim(target, scorer))
+    for history in ([7, 8, 9], [60, 61, 95], list(range(0, 101, 9))):
+        probe = baselines.Probe(codec, kodak_small)
+        for q in history:
+            if q >= probe.lo:
+                probe.score(q, scorer)
+        assert (probe.match_size(nbytes), probe.match_ssim(target, scorer)) == want, history
+    assert baselines.match_ssim(kodak_small, codec, target).quality == want[1]
+    assert baselines.match_size(kodak_small, codec, nbytes).quality == want[0]
+

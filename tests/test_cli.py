@@ -221,3 +221,46 @@ def test_real_subprocess_with_example_input(tmp_path):
     )
     assert proc.returncode == 1
     assert "no such file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_out_dir_is_created(photo, tmp_path, capsys):
+    out = tmp_path / "new" / "deeper"
+    code, _, err = run(["compress", photo, "--rank", "8", "--out-dir", out], capsys)
+    assert code == 0, err
+    assert (out / "photo.svdk").is_file()
+    with pytest.raises(SystemExit) as exc:  # a file where the folder should be
+        main(["compress", str(photo), "--out-dir", str(photo)])
+    assert exc.value.code == 2
+
+
+def test_top_level_help_lists_every_command_and_avif():
+    proc = subprocess.run([sys.executable, "-m", "svdk", "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    for word in ("compress", "decompress", "info", "compare", "bench", "AVIF"):
+        assert word in proc.stdout, word
+
+
+def test_a_psnr_target_prints_the_luma_figure_it_is_about(photo, tmp_path, capsys):
+    code, out, err = run(["compress", photo, "--quality", "psnr:30", "--out-dir", tmp_path], capsys)
+    assert code == 0, err
+    luma = float(out.split("luma PSNR ")[1].split(" dB")[0])
+    assert luma >= 30  # the target holds where it is measured, whatever the RGB figure beside it
+    code, out, _ = run(["compress", photo, "--quality", "psnr:30", "--out-dir", tmp_path, "-f", "--json"], capsys)
+    rec = json.loads(out)
+    assert rec["measured"]["metric"] == "psnr" and rec["measured"]["plane"] == "Y"
+    assert rec["measured"]["value"] == pytest.approx(luma, abs=0.005)
+
+
+def test_the_cnn_line_names_the_prediction_and_the_model(photo, tmp_path, capsys):
+    pytest.importorskip("keras")
+    code, out, err = run(["compress", photo, "--policy", "cnn", "--out-dir", tmp_path], capsys)
+    assert code == 0, err
+    assert "(cnn: predicted " in out and "rank predictor shipped with svdk" in out
+
+
+def test_tiled_lines_count_components(photo, tmp_path, capsys):
+    code, out, err = run(["compress", photo, "--tiled", "--out-dir", tmp_path], capsys)
+    assert code == 0, err
+    assert "components Y=" in out
+    code, out, _ = run(["info", tmp_path / "photo.svdk"], capsys)
+    assert "largest tile ranks" in out and "components kept" in out

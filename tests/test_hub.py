@@ -88,7 +88,7 @@ def clean_env(monkeypatch, tmp_path):
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
     for var in ("SVDK_MODEL_REPO", "SVDK_MODEL_REVISION", "SVDK_RANK_MODEL", "HF_ENDPOINT", "HF_HUB_CACHE"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(P, "_DEFAULT", None)
+    monkeypatch.setattr(P._policies, "_DEFAULT", None)
     yield
     outside, _OUTSIDE[:] = list(_OUTSIDE), []
     assert not outside, f"requests outside 127.0.0.1: {outside}"
@@ -384,7 +384,7 @@ def _use_repo(monkeypatch, repo, revision, endpoint, cache):
         monkeypatch.setenv("SVDK_MODEL_REVISION", revision)
     monkeypatch.setenv("HF_ENDPOINT", endpoint)
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(P, "_DEFAULT", None)
+    monkeypatch.setattr(P._policies, "_DEFAULT", None)
 
 
 def test_default_predictor_hub_then_cache_then_shipped(hub, published, tmp_path, monkeypatch, caplog):
@@ -412,7 +412,7 @@ def test_default_predictor_hub_then_cache_then_shipped(hub, published, tmp_path,
 
 def test_default_predictor_without_repo_uses_the_shipped_model_or_the_file(run_dir, monkeypatch):
     assert P.default_predictor().source["source"] == "shipped"
-    monkeypatch.setattr(P, "_DEFAULT", None)
+    monkeypatch.setattr(P._policies, "_DEFAULT", None)
     monkeypatch.setenv("SVDK_RANK_MODEL", str(run_dir / "model.keras"))
     source = P.default_predictor().source
     assert source["source"] == "file" and source["path"] == str(run_dir / "model.keras")

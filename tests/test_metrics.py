@@ -85,25 +85,44 @@ def test_shapes_must_match():
 
 
 @pytest.mark.parametrize("metric", ["ssim", "psnr"])
-@pytest.mark.parametrize("shape", [(128, 128), (23, 31), (7, 50), (3, 9)])
-def test_plane_scorer_agrees_with_the_metrics(kodak_crop, metric, shape):
-    """The fast scorer the quality policy uses gives the same numbers."""
-    h, w = shape
-    # unrounded floats, like a Y plane computed from RGB
-    reference = kodak_crop[:h, :w, 1].astype(np.float32) + np.float32(0.3)
-    scorer = metrics.PlaneScorer(reference, metric)
+@pytest.mark.parametrize("shape", [(128, 128), (23, 31), (7, 50), (3, 9), (40, 30, 3), (5, 6, 3)])
+@pytest.mark.parametrize("reference_kind", ["float plane", "8-bit"])
+def test_scorer_agrees_with_scikit_image(kodak_crop, metric, shape, reference_kind):
+    """The one SSIM/PSNR implementation against scikit-image's own functions."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    h, w = shape[:2]
+    crop = kodak_crop[:h, :w] if len(shape) == 3 else kodak_crop[:h, :w, 1]
+    # unrounded floats, like a Y plane computed from RGB; or the 8-bit image itself
+    reference = crop.astype(np.float32) + np.float32(0.3) if reference_kind == "float plane" else crop
+    scorer = metrics.Scorer(reference)
     rng = np.random.default_rng(h * w)
     for noise in (1, 8, 40):
         decoded = np.clip(np.rint(reference + rng.normal(0, noise, shape)), 0, 255).astype(np.uint8)
-        want = getattr(metrics, metric)(reference, decoded)
-        assert scorer(decoded) == pytest.approx(want, abs=1e-9)
+        ref64, dec64 = reference.astype(np.float64), decoded.astype(np.float64)
+        if metric == "psnr":
+            want = peak_signal_noise_ratio(ref64, dec64, data_range=255)
+            assert scorer.psnr(decoded) == pytest.approx(want, abs=1e-9)
+            assert metrics.psnr(reference, decoded) == scorer.psnr(decoded)
+        else:
+            win = metrics.ssim_window(h, w)
+            want = structural_similarity(ref64, dec64, data_range=255, win_size=win,
+                                         channel_axis=-1 if len(shape) == 3 else None)
+            assert scorer.ssim(decoded) == pytest.approx(want, abs=1e-9)
+            assert metrics.ssim(reference, decoded) == scorer.ssim(decoded)
+            assert scorer(decoded) == (scorer.psnr(decoded), scorer.ssim(decoded))
 
 
-def test_plane_scorer_refuses_ssim_on_a_thin_plane():
-    with pytest.raises(ValueError, match="undefined"):
-        metrics.PlaneScorer(np.zeros((2, 10)), "ssim")
-    assert metrics.PlaneScorer(np.zeros((2, 10)), "psnr")(np.ones((2, 10))) == pytest.approx(
-        10 * math.log10(255**2))
+def test_scorer_on_a_thin_plane_has_psnr_but_no_ssim():
+    scorer = metrics.Scorer(np.zeros((2, 10)))
+    assert scorer.ssim(np.ones((2, 10))) is None
+    assert scorer.psnr(np.ones((2, 10))) == pytest.approx(10 * math.log10(255**2))
+    assert metrics.Scorer(np.zeros((9, 9), np.uint8)).psnr(np.zeros((9, 9), np.uint8)) == math.inf
+
+
+def test_scorer_refuses_a_candidate_of_another_shape():
+    with pytest.raises(ValueError, match="shapes differ"):
+        metrics.Scorer(np.zeros((8, 8), np.uint8)).ssim(np.zeros((8, 9), np.uint8))
 
 
 def test_bpp_counts_the_real_bytes(rgba_image):
@@ -114,3 +133,11 @@ def test_bpp_counts_the_real_bytes(rgba_image):
     assert svdk.info(encoded.data)["bpp"] == bits / (32 * 24)
     assert encoded.nbytes == len(encoded.data)
     assert encoded.raw_bytes == 32 * 24 * 4  # RGB + alpha
+
+
+def test_scorer_leaves_alpha_out(kodak_crop):
+    rgba = np.concatenate([kodak_crop, np.full(kodak_crop.shape[:2] + (1,), 7, np.uint8)], axis=-1)
+    scorer = metrics.Scorer(kodak_crop)
+    assert scorer(rgba) == (math.inf, pytest.approx(1.0))
+    gray = kodak_crop[..., 0]
+    assert metrics.Scorer(gray).psnr(np.stack([gray, gray], axis=-1)) == math.inf

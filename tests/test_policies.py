@@ -281,7 +281,7 @@ def test_a_registered_policy_is_used(rgb_image, monkeypatch):
 
     @svdk.policies.register("a-third")
     def a_third(session, target):
-        k = max(1, min(session.max_ranks()) // 3)
+        k = max(1, min(session.max_ranks) // 3)
         return svdk.policies.RankChoice((k, k, k), "a third of the smallest side")
 
     assert "a-third" in svdk.policies.names()

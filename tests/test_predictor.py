@@ -181,7 +181,7 @@ def test_cnn_only_uses_the_prediction_alone(predictor):
 
 
 def test_cnn_policy_needs_an_ssim_target():
-    with pytest.raises(svdk.OptionError, match="predicts ranks for SSIM targets; got psnr:30"):
+    with pytest.raises(svdk.OptionError, match="policy .cnn. takes ssim targets; got psnr:30"):
         svdk.encode("example:camera", quality="psnr:30", policy="cnn")
 
 

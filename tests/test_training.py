@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,9 +13,9 @@ from skimage.metrics import structural_similarity
 
 import svdk
 from svdk import policies
-from svdk._codec import reconstruct, to_uint8
 from svdk.predictor import luma, resize_work
-from training.labels import TARGETS, LabelStore, _session, brighten, code_hash, label_image
+from _support import plane_values
+from training.labels import TARGETS, LabelStore, brighten, code_hash, label_image
 
 DIHEDRAL = {
     "fliplr": np.fliplr,
@@ -49,18 +50,17 @@ def test_label_is_the_smallest_rank_reaching_the_target(images, name, target):
     """k meets the target and k - 1 does not, measured with scikit-image itself."""
     for img in (images[name],):
         k = label_image(img, [target])["k"][0]
-        session = _session(img)
-        choice = policies.get("quality")(session, ("ssim", target))
+        encoder = svdk.Encoder(img)
+        choice = policies.get("quality")(encoder, ("ssim", target))
         assert choice.ranks[0] == k
-        plane = session.planes[0]
-        assert _ssim(plane.data, to_uint8(plane.reconstruct(k))) >= target
-        assert _ssim(plane.data, to_uint8(plane.reconstruct(k - 1))) < target
+        y = luma(img)  # the plane the encoder scores, computed apart
+        assert _ssim(y, encoder.reconstruct(k)) >= target
+        assert _ssim(y, encoder.reconstruct(k - 1)) < target
         # and the file svdk writes for this target decodes to a luma plane that meets it
         enc = svdk.encode(img, quality=("ssim", target))
         assert enc.ranks[0] == k
-        header, factors, _ = svdk.format.unpack(enc.data)
-        fac, rec = factors[0], header.planes[0]
-        assert _ssim(luma(img), to_uint8(reconstruct(*fac[:2], rec.qstep, *fac[2:]))) >= target
+        decoded_luma = np.clip(np.rint(plane_values(enc.data)[0]), 0, 255)  # the spec's own reader
+        assert _ssim(luma(img), decoded_luma) >= target
 
 
 def test_chroma_ranks_follow_the_codec_rule(images):
@@ -96,6 +96,36 @@ def test_label_cache_is_keyed_by_code_and_pixels(tmp_path, images):
     again = LabelStore(tmp_path, TARGETS, processes=1)
     assert again.labels([images["coffee"]]) == first  # read back, not recomputed
     assert code_hash((0.5, 0.9)) != code_hash(TARGETS)
+
+
+def test_label_cache_key_covers_every_module_a_label_runs_through(tmp_path, monkeypatch):
+    """An edit anywhere in the code that computes a label (not only in the
+    functions someone remembered to list) starts a new cache."""
+    import shutil
+
+    from training import labels
+
+    copy = tmp_path / "svdk"
+    shutil.copytree(labels._SVDK, copy)
+    monkeypatch.setattr(labels, "_SVDK", copy)
+    base, outcomes = labels.code_hash(), labels.outcome_hash()
+    # the modules the encoder's quality search imports, found from the code itself
+    used = {Path(m.__file__).name for m in (svdk._encoder, svdk._codec, svdk._tiled, svdk.policies,
+                                            svdk.metrics, svdk._image, svdk._errors)}
+    assert used <= set(labels.LABEL_MODULES)
+    for name in labels.LABEL_MODULES:
+        path = copy / name
+        original = path.read_bytes()
+        path.write_bytes(original + b"\n# an edit\n")
+        assert labels.code_hash() != base and labels.outcome_hash() != outcomes, name
+        path.write_bytes(original)
+    for name in labels.OUTCOME_MODULES:
+        path = copy / name
+        original = path.read_bytes()
+        path.write_bytes(original + b"\n# an edit\n")
+        assert labels.code_hash() == base and labels.outcome_hash() != outcomes, name
+        path.write_bytes(original)
+    assert labels.code_hash() == base
 
 
 def _tiny_bsds(root):

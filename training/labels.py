@@ -4,17 +4,19 @@ For an RGB image (in training, the 256x256 version) and each target ``t`` of
 the grid, the label is the luma rank that svdk's own ``quality`` policy
 chooses for ``quality=("ssim", t)`` in ycbcr 4:2:0 mode: the smallest ``k``
 whose quantized, 8-bit-rounded luma reconstruction reaches SSIM >= t, with
-``k - 1`` measured not to. Each target runs on a fresh
-:class:`svdk._codec.Session`, exactly as ``svdk.encode`` would. Chroma ranks
+``k - 1`` measured not to. Each target runs svdk's ``quality`` policy on a
+fresh :class:`svdk.Encoder`, exactly as ``svdk.encode`` would. Chroma ranks
 follow the codec's documented rule (``svdk.CHROMA_RANK_FRACTION`` of the
-luma rank, :meth:`Session.family`).
+luma rank, :meth:`svdk.Encoder.ranks_for`).
 
 Labels are cached on disk (``runs/cache`` by default, or ``$SVDK_CACHE``),
-in one JSON file per *code hash*: the SHA-256 of the source of every function
-and constant a label depends on (colour conversion, SVD, quantization, the
-``quality`` search, SSIM, the labelling code here) and the target grid.
+in one JSON file per *code hash*: the SHA-256 of the whole source of every
+svdk module a label's computation runs through (:data:`LABEL_MODULES`:
+image loading, colour conversion, SVD, quantization, the encoder, the
+policies, SSIM), of this file, and of the target grid. A change anywhere in
+those modules starts a new cache, even one that does not change a label.
 Outcomes (file bytes and SSIM at a given rank) have their own file, whose
-hash adds the byte layout (``svdk/format.py``). Entries are keyed by a hash of the exact input pixels, so a change in
+hash adds the byte layout and the entropy coder. Entries are keyed by a hash of the exact input pixels, so a change in
 resizing or augmentation can never reuse a stale label. Work is spread over
 processes (2 by default).
 """
@@ -22,7 +24,6 @@ processes (2 by default).
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 from multiprocessing import get_context
@@ -32,8 +33,6 @@ import numpy as np
 
 import svdk
 from svdk import policies
-from svdk._codec import Session
-from svdk._image import Pixels
 
 __all__ = [
     "TARGETS",
@@ -53,44 +52,28 @@ BRIGHTNESS = (0.7, 1.3)
 
 _SVDK = Path(svdk.__file__).resolve().parent
 DEFAULT_CACHE = Path(__file__).resolve().parent.parent / "runs" / "cache"
+#: The svdk modules a label's computation runs through (hashed whole).
+LABEL_MODULES = ("_errors.py", "_image.py", "_codec.py", "_tiled.py", "_encoder.py", "policies.py", "metrics.py")
+#: What an outcome adds: the byte layout and its entropy coder.
+OUTCOME_MODULES = ("format.py", "_entropy.py")
 
 
-def _label_code() -> list[str]:
-    """The source of everything a label depends on (not whole files, so that
-    unrelated edits elsewhere in the codec keep the cache)."""
-    from svdk import _codec, metrics
-
-    objs = (
-        _codec.rgb_to_ycbcr, _codec._downsample, _codec.to_planes, _codec.to_uint8,
-        _codec.chroma_rank, _codec._svd, _codec.auto_step, _codec.step_code, _codec.Plane,
-        _codec.component_exponents, _codec.component_steps, _codec.reference_value,
-        _codec.reconstruct, _codec.Session.__init__, _codec.Session.family,
-        policies.quality, policies.search_rank, policies.plane_score, policies.searched_planes,
-        metrics.PlaneScorer, metrics.ssim_window, _session, label_image,
-    )
-    consts = repr((_codec.CHROMA_RANK_FRACTION, _codec.STEP_FACTOR, _codec.NEGLIGIBLE_AMPLITUDE, _codec._RGB_TO_YCBCR.tolist(),
-                   _codec._OFFSET.tolist(), metrics._K1, metrics._K2, metrics.DATA_RANGE))
-    return [inspect.getsource(o) for o in objs] + [consts]
+def _hash_files(paths, extra: bytes = b"") -> str:
+    h = hashlib.sha256(extra)
+    for path in paths:
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def code_hash(targets=TARGETS) -> str:
     """Hash of the code (and target grid) that makes the labels."""
-    h = hashlib.sha256()
-    for part in _label_code():
-        h.update(part.encode())
-    h.update(json.dumps([float(t) for t in targets]).encode())
-    return h.hexdigest()[:16]
+    files = [_SVDK / name for name in LABEL_MODULES] + [Path(__file__)]
+    return _hash_files(files, json.dumps([float(t) for t in targets]).encode())
 
 
 def outcome_hash() -> str:
     """Hash of the code that makes rank outcomes: the labels' code plus the file format."""
-    from svdk import _codec
-
-    h = hashlib.sha256(code_hash(()).encode())
-    for part in (inspect.getsource(outcome), inspect.getsource(_codec.Session.pack),
-                 (_SVDK / "format.py").read_text()):
-        h.update(part.encode())
-    return h.hexdigest()[:16]
+    return _hash_files([_SVDK / name for name in OUTCOME_MODULES], code_hash(()).encode())
 
 
 def pixel_key(pixels: np.ndarray) -> str:
@@ -104,9 +87,8 @@ def brighten(pixels: np.ndarray, factor: float) -> np.ndarray:
     return np.clip(np.rint(pixels.astype(np.float32) * factor), 0, 255).astype(np.uint8)
 
 
-def _session(pixels: np.ndarray) -> Session:
-    mode = "gray" if pixels.ndim == 2 else "ycbcr"
-    return Session(Pixels(np.ascontiguousarray(pixels), None), mode, mode == "ycbcr", None)
+def _encoder(pixels: np.ndarray) -> svdk.Encoder:
+    return svdk.Encoder(svdk.Pixels(np.ascontiguousarray(pixels), None), mode="ycbcr")
 
 
 def label_image(pixels: np.ndarray, targets=TARGETS) -> dict:
@@ -118,26 +100,25 @@ def label_image(pixels: np.ndarray, targets=TARGETS) -> dict:
     quality = policies.get("quality")
     out = {"k": [], "ranks": [], "ssim": [], "evaluations": []}
     for t in targets:
-        session = _session(pixels)
-        choice = quality(session, ("ssim", float(t)))
-        score = policies.plane_score(session, 0, "ssim")
+        encoder = _encoder(pixels)
+        choice = quality(encoder, ("ssim", float(t)))
         out["k"].append(int(choice.ranks[0]))
         out["ranks"].append([int(k) for k in choice.ranks])
-        out["ssim"].append(float(score(choice.ranks[0])))
-        out["evaluations"].append(int(session.evaluations) - 1)
+        out["ssim"].append(float(choice.measured["value"]))
+        out["evaluations"].append(int(encoder.evaluations))
     return out
 
 
 def outcome(pixels: np.ndarray, k: int) -> tuple[int, float]:
     """``(file bytes, luma SSIM)`` of the file svdk writes with luma rank ``k``.
 
-    A fresh session with the ranks fixed (chroma by the codec's rule), as
+    A fresh encoder with the ranks fixed (chroma by the codec's rule), as
     ``svdk.encode(pixels, rank=k)`` would code it.
     """
-    session = _session(pixels)
-    k = int(min(max(k, 1), session.planes[0].max_rank))
-    score = policies.plane_score(session, 0, "ssim")(k)
-    nbytes = len(session.pack(session.family(k)))
+    encoder = _encoder(pixels)
+    k = int(min(max(k, 1), encoder.max_ranks[0]))
+    score = encoder.score(k, "ssim")
+    nbytes = len(encoder.pack(encoder.ranks_for(k)))
     return nbytes, float(score)
 
 

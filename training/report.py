@@ -26,13 +26,13 @@ MODELS = ("seed", "compact", "compact-features")
 
 
 def _exact_search_ms(images, target=0.90, n=20) -> float:
+    import svdk
     from svdk import policies
-    from training.labels import _session
 
     times = []
     for img in images[:n]:
         t0 = time.perf_counter()
-        policies.get("quality")(_session(img), ("ssim", target))
+        policies.get("quality")(svdk.Encoder(img), ("ssim", target))
         times.append(time.perf_counter() - t0)
     return 1e3 * float(np.median(times))
 

@@ -1,0 +1,120 @@
+"""The rank predictor: a small CNN that guesses the luma rank for a target SSIM.
+
+The package is split by job: ``_features`` (what the network sees),
+``_files`` (model files, their configuration and checks), ``_model``
+(:class:`RankPredictor`: loading and predicting), ``_hub`` (the Hugging
+Face Hub) and ``_policies`` (the ``cnn`` policies and the model they use).
+Everything public is here.
+
+Keras (TensorFlow backend) is imported only when a model is loaded, so
+``import svdk`` stays light; install it with ``pip install 'svdk[model]'``.
+
+How a prediction is made
+------------------------
+1. The image is resized to 256x256 (Pillow, bicubic), converted to JPEG's
+   BT.601 luma (the codec's own conversion) and averaged over 4x4 blocks to a
+   64x64 grayscale input in [0, 1].
+2. The network outputs ``log k`` at every target of its grid (for the shipped
+   model 0.80, 0.85, 0.90, 0.95, 0.98). The head adds non-negative
+   increments, so the ranks grow with the target by construction. A target
+   between grid points is interpolated linearly in ``log k``; outside the grid
+   the end segments are extended.
+3. Native resolution: ``k`` was learned for the 256x256 version. For an
+   image of ``H x W`` pixels the rank is scaled by ``(sqrt(H W) / 256) **
+   beta_t``, with one exponent per grid target fitted on the BSDS500 training
+   images at their native 481x321 size (stored in the model's JSON
+   configuration), and clipped to ``[1, min(H, W)]``.
+
+Chroma ranks follow the codec's rule (:data:`svdk.CHROMA_RANK_FRACTION` of
+the luma rank).
+
+Policies
+--------
+``cnn``
+    predicts ``k``, measures it, and corrects it with at most two more SSIM
+    evaluations (guided by the slope of the predicted rank-quality curve). If
+    the target is still not met it falls back to the exact search, so the
+    target is always met; the reason says which path was taken and how many
+    evaluations it used.
+``cnn-only``
+    uses the prediction alone, with no evaluation: fastest, but the target is
+    not guaranteed.
+
+Both accept SSIM targets only (``--quality ssim:T``) and the global layout;
+either way they refuse with an :class:`~svdk.OptionError` naming the
+policies that fit. :class:`svdk.Encoded` reports the prediction
+(``predicted_rank``), what the check did (``correction``) and the model
+(``model``).
+
+Model files
+-----------
+A model is a Keras 3 ``.keras`` file plus a JSON configuration with the same
+stem (``compact.keras`` + ``compact.json``). The configuration names the
+format (``svdk-rank-predictor``), its version, the input shape, the target
+grid, the feature list (for the variant with hand-crafted features) and the
+resolution exponents. :meth:`RankPredictor.load` checks all of them and
+raises :class:`ModelError` naming the file and what was expected.
+
+Where the model comes from
+--------------------------
+:meth:`RankPredictor.from_pretrained` takes a local folder (holding
+``model.keras`` and ``model.json``, as ``python -m training.train`` writes
+them) or a Hugging Face Hub repo id, optionally at a pinned revision; the Hub
+files are downloaded through ``huggingface_hub`` (imported only then) into its
+cache. A downloaded file whose checksum differs from the one the Hub announced
+for it (the sha256 of an LFS file, the git blob id of another), or a
+``model.keras`` whose sha256 differs from the ``weights_sha256`` that
+``python -m hub.publish`` records in ``model.json``, is refused and removed
+from the cache.
+
+:func:`default_predictor` picks the model the ``cnn`` policies use:
+
+* with ``SVDK_MODEL_REPO=OWNER/NAME`` (and ``SVDK_MODEL_REVISION``, a commit
+  id, tag or branch; ``main`` when unset): that repo from the Hub, then from
+  the local Hugging Face cache, then the local model below (``HF_ENDPOINT``
+  and ``HF_HUB_CACHE`` are read when the model is chosen);
+* otherwise, or when those fail: the ``.keras`` file named by
+  ``SVDK_RANK_MODEL``, else the model shipped in ``svdk/models``.
+
+Each source that fails is logged (logger ``svdk.predictor``) with the reason,
+and the one used is logged and kept in :attr:`RankPredictor.source`
+(:meth:`RankPredictor.describe` gives it as one line).
+"""
+
+from __future__ import annotations
+
+from ._features import FEATURE_NAMES, INPUT_SHAPE, WORK_SIZE, hand_features, luma, model_input, resize_work
+from ._files import (
+    CONFIG_FILE,
+    DEFAULT_MODEL,
+    MODEL_FILE,
+    MODEL_FORMAT,
+    MODEL_VERSION,
+    ModelError,
+    config_path,
+    describe_error,
+    sha256_file,
+)
+from ._model import RankPredictor
+from ._policies import default_predictor  # registers the cnn and cnn-only policies
+
+__all__ = [
+    "RankPredictor",
+    "ModelError",
+    "DEFAULT_MODEL",
+    "MODEL_FILE",
+    "CONFIG_FILE",
+    "default_predictor",
+    "sha256_file",
+    "config_path",
+    "describe_error",
+    "MODEL_FORMAT",
+    "MODEL_VERSION",
+    "INPUT_SHAPE",
+    "WORK_SIZE",
+    "FEATURE_NAMES",
+    "resize_work",
+    "luma",
+    "model_input",
+    "hand_features",
+]

@@ -1,0 +1,87 @@
+"""A model's files: their names, the JSON configuration and its checks, checksums."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from .._errors import SvdkError
+from ._features import FEATURE_NAMES, INPUT_SHAPE
+
+__all__ = [
+    "ModelError",
+    "MODEL_FORMAT",
+    "MODEL_VERSION",
+    "DEFAULT_MODEL",
+    "MODEL_FILE",
+    "CONFIG_FILE",
+    "config_path",
+    "sha256_file",
+    "check_config",
+    "describe_error",
+]
+
+#: The ``format`` field of a model's JSON configuration.
+MODEL_FORMAT = "svdk-rank-predictor"
+#: The configuration version this code reads.
+MODEL_VERSION = 1
+#: The shipped model (with ``compact.json`` beside it).
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "compact.keras"
+#: A model's files in a folder or a Hub repo (``training.train`` writes them, ``hub.publish`` uploads them).
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "model.json"
+
+
+class ModelError(SvdkError):
+    """A rank-predictor model that cannot be used (missing, corrupt, wrong version or shape)."""
+
+
+def config_path(model_path: str | os.PathLike) -> Path:
+    """The JSON configuration that goes with a ``.keras`` file."""
+    return Path(model_path).with_suffix(".json")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The sha256 of a file, in hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_config(config, cfg_path: Path) -> None:
+    """Raise :class:`ModelError` naming ``cfg_path`` unless ``config`` is a configuration this svdk reads."""
+    if not isinstance(config, dict) or config.get("format") != MODEL_FORMAT:
+        got = config.get("format") if isinstance(config, dict) else type(config).__name__
+        raise ModelError(f"{cfg_path}: expected format {MODEL_FORMAT!r}; got {got!r}")
+    version = config.get("version")
+    if version != MODEL_VERSION:
+        raise ModelError(
+            f"{cfg_path}: model configuration version {version!r}; this svdk reads version "
+            f"{MODEL_VERSION}: retrain the model or upgrade svdk"
+        )
+    shape = tuple(config.get("input_shape") or ())
+    if shape != INPUT_SHAPE:
+        raise ModelError(f"{cfg_path}: input shape {list(shape)}; expected {list(INPUT_SHAPE)}")
+    targets = config.get("targets")
+    if (
+        not isinstance(targets, list)
+        or len(targets) < 2
+        or not all(isinstance(t, (int, float)) and 0 < t <= 1 for t in targets)
+        or sorted(targets) != targets
+    ):
+        raise ModelError(f"{cfg_path}: 'targets' must be an increasing list of SSIM values; got {targets!r}")
+    features = config.get("features") or []
+    if features and list(features) != list(FEATURE_NAMES):
+        raise ModelError(
+            f"{cfg_path}: the model was trained on the features {features}; this svdk computes "
+            f"{list(FEATURE_NAMES)}: retrain the model or use the svdk it was made with"
+        )
+
+
+def describe_error(exc: BaseException) -> str:
+    """An exception as ``Type: message`` on one line (at most 200 characters of message), for error messages."""
+    msg = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return f"{type(exc).__name__}: {msg[:200]}" if msg else type(exc).__name__
