@@ -23,13 +23,16 @@ goes with an svdk file, by these definitions:
   search takes sizes to grow with quality, then tries the next
   :data:`LOOKAHEAD` qualities too, since sizes do not always grow (WebP and
   AVIF least of all).
-* **same SSIM**: a quality ``q`` whose SSIM reaches the target while
-  ``q - 1``'s does not. SSIM does not always grow with quality (JPEG on
-  scikit-image's astronaut scores 0.849 at q22 and 0.872 at q23, and dips
-  again above), so a lower quality may also reach the target somewhere;
-  an exhaustive scan would take up to 100 encodes. The search is the
-  same everywhere, so :func:`svdk.compare.compare`, ``svdk compare`` and
-  the app name the same quality for the same image and target.
+* **same SSIM**: the lowest quality whose SSIM reaches the target, as far
+  as a search can tell without trying all of them: the search takes SSIM
+  to grow with quality and finds ``q`` reaching the target with ``q - 1``
+  missing it; since SSIM does not always grow (JPEG on scikit-image's
+  astronaut scores 0.8744 at q20, 0.849 at q22, 0.872 at q23), the
+  :data:`LOOKAHEAD` qualities below ``q - 1`` are tried too, and again
+  below any of them that reaches the target. A dip deeper than that is
+  missed; an exhaustive scan would take up to 100 encodes. The search is
+  the same everywhere, so :func:`svdk.compare.compare`, ``svdk compare``
+  and the app name the same quality for the same image and target.
 
 Both start from the files at :data:`START_QUALITIES` (whatever else was
 measured before, so the answer never depends on history) and guess along a
@@ -146,7 +149,7 @@ def encode(image: np.ndarray, codec: str, quality: int | None = None, *, decode:
 
 #: Qualities every match starts from: also the app's chart points.
 START_QUALITIES = (5, 30, 75)
-#: Qualities tried past the size search's answer.
+#: Qualities tried past the size search's answer (above it) and the SSIM search's (below it).
 LOOKAHEAD = 4
 
 
@@ -229,7 +232,18 @@ class Probe:
         """The quality of the same-SSIM file (see the module's definitions); None: not even the highest."""
         ssim = lambda q: self.score(q, scorer)[1]  # noqa: E731
         start = {q: ssim(q) for q in START_QUALITIES if self.lo <= q <= self.hi}
-        return first_reaching(ssim, target, self.lo, self.hi, start, scale="ssim")
+        q = first_reaching(ssim, target, self.lo, self.hi, start, scale="ssim")
+        if q is None:
+            return None
+        # SSIM dips: look below the answer for a lower quality that reaches it (scores are kept,
+        # so q - 1, measured by the search, costs nothing again)
+        low = q
+        while True:
+            window = range(low - 1, max(self.lo, low - 1 - LOOKAHEAD) - 1, -1)
+            reaching = [d for d in window if ssim(d) >= target]
+            if not reaching:
+                return low
+            low = min(reaching)
 
 
 def _with_pixels(probe: Probe, q: int | None) -> Coded | None:

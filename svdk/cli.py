@@ -9,6 +9,7 @@ set ``SVDK_DEBUG=1`` to see Python tracebacks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -266,6 +267,50 @@ def _cmd_compare(src: str, args, emit) -> None:
     emit("\n".join(lines))
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Send what native code writes to file descriptor 2 to /dev/null meanwhile.
+
+    TensorFlow's C++ start-up lines (absl, oneDNN) ignore
+    ``TF_CPP_MIN_LOG_LEVEL``; a command-line user should see svdk's lines only.
+    Python's own writes (warnings, log records such as the model source
+    that was not used) still reach the terminal through ``sys.stderr``,
+    which points at the real stderr meanwhile.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr: nothing to silence
+        yield
+        return
+    python_stderr = sys.stderr
+    try:
+        sys.stderr = open(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        if sys.stderr is not python_stderr:
+            sys.stderr.close()
+            sys.stderr = python_stderr
+
+
+def _load_predictor_quietly() -> None:
+    """Load the rank predictor and trace it once, before the first file, without TensorFlow's noise."""
+    import numpy as np
+
+    from ._errors import SvdkError
+    from .predictor import default_predictor
+
+    with _native_stderr_silenced():
+        try:
+            default_predictor().predict(np.full((64, 64, 3), 128, np.uint8), 0.9)
+        except SvdkError:
+            pass  # each file then reports the error on its own line
+
+
 _COMMANDS = {
     "compress": _cmd_compress,
     "decompress": _cmd_decompress,
@@ -295,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--out-dir {args.out_dir} cannot be made ({exc.strerror or exc})")
     debug = bool(os.environ.get("SVDK_DEBUG"))
     command = _COMMANDS[args.command]
+    if getattr(args, "policy", None) in ("cnn", "cnn-only") and not debug:
+        _load_predictor_quietly()
     failed = 0
     bar = tqdm(args.inputs, disable=len(args.inputs) < 2 or None, file=sys.stderr, unit="file")
 

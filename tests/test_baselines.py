@@ -159,3 +159,18 @@ def test_a_match_does_not_depend_on_what_was_measured_before(kodak_small, codec)
     assert baselines.match_ssim(kodak_small, codec, target).quality == want[1]
     assert baselines.match_size(kodak_small, codec, nbytes).quality == want[0]
 
+
+
+def test_same_ssim_looks_past_a_dip_in_jpeg_ssim():
+    """JPEG's SSIM on astronaut is not monotone in quality: q20 reaches 0.8722
+    though q23 does not; the match must not stop at q24."""
+    import skimage.data
+
+    image = skimage.data.astronaut()
+    scorer = metrics.Scorer(image)
+    probe = baselines.Probe("jpeg", image)
+    scores = {q: probe.score(q, scorer)[1] for q in range(15, 26)}
+    target = 0.8722
+    assert any(scores[q] < target for q in range(20, 24)) and scores[20] >= target  # the dip is there
+    q = probe.match_ssim(target, scorer)
+    assert scores[q] >= target and q <= 20 and scores[q - 1] < target
