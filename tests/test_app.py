@@ -474,20 +474,6 @@ def test_compress_endpoint_reports_bad_input_and_keeps_serving(client, tmp_path)
     _, metrics, _ = client.predict(handle_file(save(tmp_path, "ok2.png", photo())), api_name="/compress")
     assert metrics["svdk"]["bytes"] > 0
 
-
-def test_requirements_txt_pins_what_pyproject_pins():
-    import tomllib
-
-    repo = Path(__file__).resolve().parents[1]
-    project = tomllib.loads((repo / "pyproject.toml").read_text())["project"]
-    wanted = set(project["dependencies"])
-    for extra in ("app", "model", "hub"):
-        wanted |= {r for r in project["optional-dependencies"][extra] if not r.startswith("svdk[")}
-    lines = (repo / "requirements.txt").read_text().splitlines()
-    pinned = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
-    assert pinned == wanted
-
-
 def test_the_cnn_runs_once_per_request(monkeypatch):
     """The prediction the page shows is the one the policy used: one forward pass."""
     pytest.importorskip("keras")
