@@ -180,7 +180,8 @@ def _cmd_compress(src: str, args, emit) -> None:
     else:
         emit(
             f"{src} -> {dst}: {enc.nbytes} bytes, {enc.bpp:.3f} bpp, PSNR {_fmt_num(p, '.2f')} dB, "
-            f"SSIM {_fmt_num(s, '.4f')}{_measured(enc)}, {_ranks_text(enc)} ({_how(enc)}), {enc.seconds:.2f} s"
+            f"SSIM {_fmt_num(s, '.4f')}{f' ({m})' if (m := _measured(enc)) else ''}, {_ranks_text(enc)} ({_how(enc)}), "
+            f"{enc.seconds:.2f} s"
         )
 
 
@@ -207,7 +208,7 @@ def _measured(enc) -> str:
     unit = " dB" if m["metric"] == "psnr" else ""
     spec = ".2f" if m["metric"] == "psnr" else ".4f"
     where = "luma" if enc.mode == "ycbcr" else m["plane"]
-    return f" ({where} {m['metric'].upper()} {format(m['value'], spec)}{unit}, what the target measures)"
+    return f"{where} {m['metric'].upper()} {format(m['value'], spec)}{unit}, what the target measures"
 
 
 def _cmd_decompress(src: str, args, emit) -> None:
@@ -256,7 +257,8 @@ def _cmd_compare(src: str, args, emit) -> None:
         emit(json.dumps({"input": src, **cmp.to_dict()}))
         return
     enc = cmp.encoded
-    lines = [f"{src}: {cmp.width}x{cmp.height}, svdk {enc.mode} {_ranks_text(enc)} ({_how(enc)}){_measured(enc)}"]
+    how = "; ".join(x for x in (_how(enc), _measured(enc)) if x)
+    lines = [f"{src}: {cmp.width}x{cmp.height}, svdk {enc.mode} {_ranks_text(enc)} ({how})"]
     lines.append(f"  {'codec':6} {'match':10} {'quality':>7} {'bytes':>9} {'bpp':>7} {'PSNR dB':>8} {'SSIM':>7}")
     for r in cmp.rows:
         lines.append(
