@@ -20,6 +20,12 @@ CRC; qualities come from the decoded 8-bit image. The variants:
   band models (what svdk writes; the test suite checks that its sizes are
   svdk's);
 * ``v2-step1.2`` and ``v2-step2.0``: format 2.0 with other step factors.
+
+An ablation has to reach inside the codec: this script uses svdk's private
+helpers (``svdk._codec``'s quantization and ``svdk._entropy``'s coder) on
+purpose, and is the one place outside ``svdk/`` besides the speed
+benchmark's SVD comparison that does; the test suite checks that its ``v2``
+still writes svdk's bytes.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import numpy as np
 from scipy.fft import dct
 
 from svdk import _codec, _entropy, format as fmt
-from svdk._image import load_image
+from svdk import load_image
 from svdk.bench import bd_psnr, codecs
 from svdk.metrics import psnr
 

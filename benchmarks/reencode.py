@@ -48,7 +48,7 @@ def _one(task):
     warnings.simplefilter("ignore", svdk.SvdkWarning)
     run, codec_name, path, sweep, committed = task
     codec = bench.codecs()[codec_name]
-    image = bench.load_image(Path(path))  # public since 0.2; earlier code named it _load
+    image = bench.load_image(Path(path))
     npx = image.shape[0] * image.shape[1]
     out = {}
     for i, (p, bpp) in enumerate(zip(sweep, committed)):

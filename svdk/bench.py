@@ -40,7 +40,19 @@ from typing import Callable
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
-__all__ = ["CODECS", "BenchError", "bd_psnr", "bd_rate", "psnr_at", "sweep_points", "summarize", "run", "main"]
+__all__ = [
+    "CODECS",
+    "BenchError",
+    "load_image",
+    "find_images",
+    "bd_psnr",
+    "bd_rate",
+    "psnr_at",
+    "sweep_points",
+    "summarize",
+    "run",
+    "main",
+]
 
 BD_RANGE = (0.25, 1.0)
 TARGET_BPP = (0.25, 0.5, 1.0)
@@ -194,7 +206,8 @@ class BenchError(ValueError):
     """An image of the benchmark that cannot be read; the message names it."""
 
 
-def _load(path: Path) -> np.ndarray:
+def load_image(path: Path) -> np.ndarray:
+    """The RGB pixels of a benchmark image, as every codec of the benchmark gets them."""
     from PIL import Image
 
     try:
@@ -233,7 +246,7 @@ def _code_one(args):
     warnings.simplefilter("ignore", SvdkWarning)
     codec_name, path, points = args
     codec = codecs()[codec_name]
-    image = _load(Path(path))
+    image = load_image(Path(path))
     npx = image.shape[0] * image.shape[1]
     rows = {k: [] for k in _KEYS}
     for p in sweep_points(codec, points):
@@ -408,6 +421,7 @@ def _chart(results: dict, path: Path) -> None:
 
 
 def find_images(folder: Path) -> list[Path]:
+    """The image files directly in ``folder``, sorted by name."""
     exts = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts)
 
