@@ -64,6 +64,10 @@ SWEEP_QUALITIES = baselines.START_QUALITIES
 #: Luma ranks of svdk's curve in the global layout (those above the image's
 #: rank are dropped).
 SWEEP_RANKS = (4, 32, 160)
+#: Tiled layout: points of svdk's curve (component counts, geometric, up to
+#: TILED_SWEEP_SPAN times the chosen count).
+TILED_SWEEP_POINTS = 4
+TILED_SWEEP_SPAN = 2
 #: Progressive previews: these ranks and the chosen one.
 PROGRESSIVE_RANKS = (1, 5, 20)
 LOSSY = ("jpeg", "webp")
@@ -190,7 +194,10 @@ def _encode(pixels: svdk.Pixels, settings: Settings, model: Model | None):
 def _sweep_params(encoder: svdk.Encoder, chosen: int) -> list[int]:
     top = encoder.max_ranks[0]
     if encoder.tile:
-        grid = np.unique(np.rint(np.geomspace(max(1, top / 400), top, 6)).astype(int))
+        # Up to TILED_SWEEP_SPAN times the chosen count: beyond it the file is larger than the
+        # raw pixels (every component of every tile: over 1 MB for a Kodak image, and 1.8 s of LZMA).
+        hi = min(top, TILED_SWEEP_SPAN * max(chosen, 1))
+        grid = np.unique(np.rint(np.geomspace(max(1, hi / 100), hi, TILED_SWEEP_POINTS)).astype(int))
         params = [int(n) for n in grid]
     else:
         params = [k for k in SWEEP_RANKS if k <= top]
@@ -200,12 +207,17 @@ def _sweep_params(encoder: svdk.Encoder, chosen: int) -> list[int]:
 
 
 def _svdk_points(encoder: svdk.Encoder, encoded, scorer: Scorer, npx: int) -> list[Point]:
-    points = []
-    for k in _sweep_params(encoder, encoded.components[0]):
+    def point(k: int) -> Point:
         data = encoder.pack(encoder.ranks_for(k))
         p, s = scorer(svdk.decompress(data))
-        points.append(Point("svdk", k, len(data), 8 * len(data) / npx, p, s))
-    return points
+        return Point("svdk", k, len(data), 8 * len(data) / npx, p, s)
+
+    params = _sweep_params(encoder, encoded.components[0])
+    if encoder.tile:  # LZMA and the tile decoder release the GIL: one point beside this thread
+        later = [_SVDK_POOL.submit(point, k) for k in params[1::2]]
+        here = [point(k) for k in params[0::2]]
+        return sorted([*here, *(f.result() for f in later)], key=lambda q: q.param)
+    return [point(k) for k in params]
 
 
 def _spectrum(encoder: svdk.Encoder) -> tuple[np.ndarray, str]:
@@ -257,6 +269,8 @@ def references(colour: np.ndarray) -> tuple[References, bool]:
         return refs, False
 
 
+#: Workers for svdk's own tiled sweep points (their own pool: never queued behind the matches).
+_SVDK_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="svdk-sweep")
 #: Workers for the sweeps and the matches (four tasks per request; two
 #: requests may run at once); the caller's thread works too.
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="svdk-app")
