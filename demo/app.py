@@ -42,12 +42,13 @@ from PIL import Image
 import svdk
 
 from . import charts
+from .explore import Explorer, ExplorerStore
 from .inputs import MAX_UPLOAD_BYTES, SSIM_RANGE, AppError, Settings, prepare
 from .model import Model, load_model
 from .pipeline import Report, run
 from .share import ShareStore, query_for, settings_from_query
 
-__all__ = ["App", "Page", "build_demo", "launch_options", "CONCURRENCY"]
+__all__ = ["App", "Page", "build_demo", "launch_options", "CONCURRENCY", "CSS"]
 
 log = logging.getLogger("svdk.app")
 
@@ -93,6 +94,8 @@ class Page:
     spectrum_figure: object | None = None
     last: dict | None = None  # what Share stores
     inputs: dict | None = None  # input values to show (when a link was opened)
+    explorer: dict | None = None  # token, maximum, label, image, caption of the rank explorer
+    query: str | None = None  # the link's query string (when a link was opened)
     report: Report | None = field(default=None, repr=False)
 
 
@@ -187,6 +190,7 @@ class App:
         self.model = model if model is not None else load_model()
         self.store = store if store is not None else ShareStore()
         self.workdir = workdir or Workdir()
+        self.explorers = ExplorerStore()
         # Every comparison (page, API, opened link) takes a slot: at most CONCURRENCY at once.
         self._slots = threading.BoundedSemaphore(CONCURRENCY)
 
@@ -319,6 +323,12 @@ class App:
         rd_figure, spectrum_figure = charts.rate_distortion(report), charts.spectrum(report)
         for w in writes:
             w.result()  # every file the page names is written
+        explorer = None
+        if report.encoder is not None and report.scorer is not None:
+            ex = Explorer(report.encoder, enc, report.scorer, out, report.spectrum_label)
+            view = ex.seed(decoded, report.rows[0].psnr, report.rows[0].ssim)
+            explorer = {"token": self.explorers.put(ex), "maximum": ex.maximum, "label": ex.what,
+                        "image": decoded, "caption": view.caption}
         return Page(
             status=status,
             slider=(original, decoded),
@@ -331,6 +341,7 @@ class App:
             rd_figure=rd_figure,
             spectrum_figure=spectrum_figure,
             last=last,
+            explorer=explorer,
             report=report,
         )
 
@@ -414,12 +425,39 @@ class App:
                 "auto": settings.auto,
                 "ranks": list(settings.ranks or ()),
             }
+            page.query = (f"?share={what.split(':', 1)[1]}" if what.startswith("share:")
+                          else query_for(example, settings))
             if what.startswith("share:"):
                 page.last = {**page.last, "example": None, "notes": meta.get("notes") or []}
                 then = "".join(f"\n* {n}" for n in meta.get("notes") or [])
                 page.status = ("Opened a shared comparison." + (f" When it was shared:{then}" if then else "")
                                + "\n\n" + page.status)
         return page
+
+    # -- the rank explorer ---------------------------------------------------
+
+    def explore(self, token, k) -> tuple[str | None, str, bool]:
+        """The explorer's slider at ``k``: ``(image path or None, caption, error)``."""
+        if not token:
+            return None, "Compress an image first; then drag k to see what each component adds.", True
+        try:
+            view = self.explorers.get(token).view(k)
+        except svdk.SvdkError as exc:
+            return None, f"**Explorer:** {exc}", True
+        except Exception:
+            log.exception("explorer failed")
+            return None, "**Explorer:** something went wrong on the server (it is in the server log).", True
+        return view.image_path, view.caption, False
+
+    def explore_chart(self, token, k):
+        """The spectrum chart with the explorer's position marked (None: nothing to draw)."""
+        try:
+            ex = self.explorers.get(token)
+            k = ex.check(k)
+        except svdk.SvdkError:
+            return None
+        return charts.spectrum_figure(ex.singular_values, ex.spectrum_label, tile=ex.tile if ex.layout == "tiled" else 0,
+                                      chosen=ex.maximum, position=k)
 
     def pick_example(self, name: str | None) -> str | None:
         return str(self.workdir.example(name)) if name in svdk.EXAMPLES else None
@@ -441,8 +479,11 @@ def _pass_upload_through(image_component) -> None:
     original = image_component.preprocess
 
     def preprocess(payload):
-        if payload is not None and getattr(payload, "path", None) and not str(payload.url or "").startswith("data:"):
-            return str(payload.path)
+        # A FileData, or (from a browser's upload) a plain dict {'path': ..., 'url': ...}
+        get = payload.get if isinstance(payload, dict) else (lambda name: getattr(payload, name, None))
+        path, url = (get("path"), get("url")) if payload is not None else (None, None)
+        if path and not str(url or "").startswith("data:"):
+            return str(path)
         return original(payload)
 
     image_component.preprocess = preprocess
@@ -485,8 +526,16 @@ def build_demo(app: App | None = None):
                 share_msg = gr.Markdown(elem_id="share-msg")
             with gr.Column(scale=2):
                 status = gr.Markdown("Upload a photo or pick an example to start.", elem_id="status")
-                slider = gr.ImageSlider(label="original | svdk (drag)", type="filepath", interactive=False,
-                                        elem_id="slider")
+                with gr.Row(equal_height=False):
+                    slider = gr.ImageSlider(label="original | svdk (drag)", type="filepath", interactive=False,
+                                            elem_id="slider", min_width=280)
+                    with gr.Column(min_width=280):
+                        explorer_image = gr.Image(label="rank explorer: the image at k", type="filepath",
+                                                  interactive=False, elem_id="explorer-image", format="png")
+                        explorer_k = gr.Slider(1, 2, value=2, step=1, label="k (compress an image first)",
+                                               interactive=False, elem_id="explorer-k")
+                        explorer_caption = gr.Markdown(
+                            "Drag k to rebuild the image from its first k components.", elem_id="explorer-caption")
                 summary = gr.Dataframe(headers=SUMMARY_HEADERS, interactive=False, elem_id="summary", wrap=True,
                                        column_widths=["30%", "70%"])
                 with gr.Row():
@@ -502,6 +551,7 @@ def build_demo(app: App | None = None):
             rd_plot = gr.Plot(label="rate-distortion", elem_id="rd-plot")
             spec_plot = gr.Plot(label="spectrum", elem_id="spectrum-plot")
         last_state = gr.State(None)
+        explorer_state = gr.State(None)  # a token: the explorer itself stays on the server (demo.explore)
         # The API endpoint: the same inputs, plain outputs.
         with gr.Row(visible=False):
             api_btn = gr.Button("compress (API)")
@@ -510,16 +560,30 @@ def build_demo(app: App | None = None):
             api_file = gr.File(label=".svdk file")
 
         results = [status, slider, summary, table, svdk_file, png_file, gallery, progressive, rd_plot, spec_plot,
-                   last_state]
+                   last_state, explorer_state, explorer_k, explorer_image, explorer_caption, share_url, share_msg]
         inputs = [image_in, example_state, target, mode, layout, auto, rank_y, rank_u, rank_v]
         input_values = [image_in, example_dd, example_state, target, mode, layout, auto, rank_y, rank_u, rank_v]
 
         def page_values(page: Page):
+            # A new comparison (or a failed one) replaces everything, the explorer and the old link too.
             if page.error:
                 gr.Warning(re.sub(r"\*\*", "", page.status))
-                return [page.status, None, None, None, None, None, None, None, None, None, None]
+                return [page.status, None, None, None, None, None, None, None, None, None, None,
+                        None, gr.update(interactive=False, label="k (compress an image first)"), None, "", "", ""]
+            e = page.explorer
             return [page.status, page.slider, page.summary, page.table, page.svdk_path, page.png_path, page.gallery,
-                    page.progressive, page.rd_figure, page.spectrum_figure, page.last]
+                    page.progressive, page.rd_figure, page.spectrum_figure, page.last,
+                    e["token"], gr.update(minimum=1, maximum=e["maximum"], value=e["maximum"], interactive=True,
+                                          label=f"k: {e['label']} (1 to {e['maximum']:,}, this file)"),
+                    e["image"], e["caption"], "", ""]
+
+        def on_explore(token, k):
+            image, caption, error = app.explore(token, k)
+            return (gr.skip() if error else image), caption
+
+        def on_explore_chart(token, k):
+            fig = app.explore_chart(token, k)
+            return gr.skip() if fig is None else fig
 
         def on_compress(image, example, t, m, lay, a, y, u, v, progress=gr.Progress()):
             return page_values(app.compress_page(image, example, t, m, lay, a, y, u, v,
@@ -531,14 +595,16 @@ def build_demo(app: App | None = None):
         def on_load(request: gr.Request, progress=gr.Progress()):
             page = app.open_link(dict(request.query_params), progress=lambda f, d: progress(f, desc=d))
             if page is None:
-                return [gr.skip()] * (len(input_values) + len(results))
+                return [gr.skip()] * (len(input_values) + len(results) + 1)
             if page.error:
-                return [gr.skip()] * len(input_values) + page_values(page)
+                return [gr.skip()] * len(input_values) + page_values(page) + [""]
             i = page.inputs
             r = (i["ranks"] + [None, None, None])[:3]
             values = [i["image"], i["example"], i["example"], i["target"], i["mode"], i["layout"], i["auto"],
                       r[0] or gr.skip(), r[1] or gr.skip(), r[2] or gr.skip()]
-            return values + page_values(page)
+            out = values + page_values(page)
+            out[len(input_values) + results.index(share_msg)] = "The link of this page: it opens this comparison."
+            return out + [page.query or ""]
 
         def on_api(image, t, m, lay, a, y, u, v):
             try:
@@ -559,16 +625,45 @@ def build_demo(app: App | None = None):
             js="(q) => q ? window.location.origin + window.location.pathname + q : ''")
         # Not in the "svdk" queue group: a plain visit must not wait behind comparisons (a link's
         # comparison still waits for one of App's slots).
-        demo.load(on_load, None, input_values + results, api_visibility="private", concurrency_limit=None)
+        link_js = "(q) => q ? window.location.origin + window.location.pathname + q : ''"
+        demo.load(on_load, None, input_values + results + [share_query], api_visibility="private",
+                  concurrency_limit=None).then(None, share_query, share_url, api_visibility="private", js=link_js)
+        manual = [rank_y, rank_u, rank_v]
+        auto.change(lambda a: [gr.update(interactive=not a)] * 3, auto, manual, queue=False, api_visibility="private")
+        demo.load(lambda a: [gr.update(interactive=not a)] * 3, auto, manual, queue=False, api_visibility="private")
+
+        def on_setting(image, example, t, m, lay, a, y, u, v, progress=gr.Progress()):
+            # A new layout or mode redraws the comparison at once (when there is an image to compare).
+            if not image and not example:
+                return [gr.skip()] * len(results)
+            return on_compress(image, example, t, m, lay, a, y, u, v, progress)
+
+        for control in (layout, mode):
+            control.input(on_setting, inputs, results, api_visibility="private", **common)
+        explorer_k.input(on_explore, [explorer_state, explorer_k], [explorer_image, explorer_caption],
+                         api_visibility="private", trigger_mode="always_last", concurrency_id="explore",
+                         concurrency_limit=CONCURRENCY, show_progress="hidden")
+        explorer_k.release(on_explore_chart, [explorer_state, explorer_k], spec_plot, api_visibility="private",
+                           trigger_mode="always_last", concurrency_id="explore", concurrency_limit=CONCURRENCY,
+                           show_progress="hidden")
         api_btn.click(on_api, [image_in, target, mode, layout, auto, rank_y, rank_u, rank_v],
                       [api_image, api_metrics, api_file], api_name="compress", **common)
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     return demo
 
 
+#: The page's CSS (Gradio 6 takes it in ``launch()``): whole gallery captions, and no
+#: horizontal scrolling on a phone.
+CSS = """
+#gallery .caption-label, #progressive .caption-label, #batch-gallery .caption-label {
+  white-space: normal; max-width: 100%; text-overflow: clip;
+}
+"""
+
+
 def launch_options() -> dict:
-    """Keyword arguments of ``demo.launch()``: address from the environment, the upload cap."""
-    opts = {"max_file_size": MAX_UPLOAD_BYTES, "show_error": True}
+    """Keyword arguments of ``demo.launch()``: address from the environment, the upload cap, the CSS."""
+    opts = {"max_file_size": MAX_UPLOAD_BYTES, "show_error": True, "css": CSS}
     name = os.environ.get("GRADIO_SERVER_NAME")
     port = os.environ.get("GRADIO_SERVER_PORT")
     opts["server_name"] = name or "127.0.0.1"

@@ -8,7 +8,7 @@ from plotly.subplots import make_subplots
 
 from .pipeline import Report
 
-__all__ = ["rate_distortion", "spectrum"]
+__all__ = ["rate_distortion", "spectrum", "spectrum_figure"]
 
 COLOURS = {"svdk": "#d62728", "jpeg": "#1f77b4", "webp": "#2ca02c"}
 NAMES = {"svdk": "svdk", "jpeg": "JPEG", "webp": "WebP"}
@@ -56,34 +56,61 @@ def rate_distortion(report: Report) -> go.Figure:
     return fig
 
 
-def spectrum(report: Report) -> go.Figure:
-    """Singular values of luma on a log scale, with the chosen rank marked."""
-    s = np.asarray(report.spectrum, dtype=np.float64)
+def spectrum(report: Report, position: int | None = None) -> go.Figure:
+    """The spectrum chart of a comparison (see :func:`spectrum_figure`)."""
+    enc = report.encoded
+    return spectrum_figure(report.spectrum, report.spectrum_label, tile=enc.tile if enc.layout == "tiled" else 0,
+                           chosen=report.final_rank, position=position)
+
+
+def spectrum_figure(values, label: str, *, tile: int = 0, chosen: int | None = None,
+                    position: int | None = None) -> go.Figure:
+    """Singular values (log scale, left) and the share of energy kept (right), largest first.
+
+    ``chosen`` marks the file's own k; ``position`` the explorer's slider.
+    ``tile`` (tiled layout) says the values are those of every tile
+    component, noise already left out by :meth:`svdk.Encoder.spectrum`.
+    """
+    s = np.asarray(values, dtype=np.float64)
+    s = s[s > 0]
+    energy = np.cumsum(s * s)
+    share = 100 * energy / energy[-1] if energy.size and energy[-1] > 0 else np.zeros_like(s)
     x = np.arange(1, s.size + 1)
     if s.size > MAX_POINTS:  # tiled spectra have one value per tile component: thin them on a log grid
         x = np.unique(np.rint(np.geomspace(1, s.size, MAX_POINTS)).astype(int))
-    y = s[x - 1]
-    keep = y > 0
-    x, y = x[keep], y[keep]
-    fig = go.Figure(
-        go.Scatter(x=x, y=y, mode="lines", name="singular values", line={"color": "#444"},
-                   hovertemplate="component %{x}: %{y:.4g}<extra></extra>")
-    )
-    k = report.final_rank
-    tiled = report.encoded.layout == "tiled"
-    if 1 <= k <= s.size:
-        fig.add_vline(x=k, line={"color": "#d62728", "dash": "dash"})
-        fig.add_trace(go.Scatter(x=[k], y=[s[k - 1]], mode="markers", marker={"color": "#d62728", "size": 10},
-                                 name=f"{'kept' if tiled else 'k'} = {k}",
-                                 hovertemplate=f"k = {k}: %{{y:.4g}}<extra></extra>"))
+    unit = "component" if tile else "k ="
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Scatter(x=x, y=s[x - 1], mode="lines", name="strength (singular value)",
+                             line={"color": "#444"},
+                             hovertemplate=f"{unit} %{{x}}: singular value %{{y:.4g}}<extra></extra>"),
+                  secondary_y=False)
+    fig.add_trace(go.Scatter(x=x, y=share[x - 1], mode="lines", name="energy kept (%)",
+                             line={"color": "#1f77b4", "dash": "dot"},
+                             hovertemplate="first %{x}: %{y:.2f} % of the energy<extra></extra>"),
+                  secondary_y=True)
+    for k, name, colour, symbol in ((chosen, "this file", "#d62728", "star"),
+                                    (position, "explorer", "#ff7f0e", "circle")):
+        if k is None or not 1 <= k <= s.size:
+            continue
+        fig.add_vline(x=k, line={"color": colour, "dash": "dash", "width": 1})
+        fig.add_trace(go.Scatter(
+            x=[k], y=[s[k - 1]], mode="markers", marker={"color": colour, "size": 12, "symbol": symbol},
+            name=f"{name}: {'' if tile else 'k = '}{k:,}{' kept' if tile else ''}, {share[k - 1]:.1f} % of the energy",
+            hovertemplate=f"{name}: {k:,}<br>singular value %{{y:.4g}}<br>{share[k - 1]:.2f} % of the energy<extra></extra>",
+        ), secondary_y=False)
+    if tile:
+        xtitle = f"components of all {tile}x{tile} tiles, strongest first (log scale)"
+        fig.update_xaxes(type="log")
+    else:
+        xtitle = "k: number of components kept, strongest first"
+    fig.update_xaxes(title_text=xtitle)
+    fig.update_yaxes(title_text="strength of each component (log)", type="log", secondary_y=False)
+    fig.update_yaxes(title_text="energy kept (%)", secondary_y=True, showgrid=False)
     fig.update_layout(
-        title=f"Singular value spectrum: {report.spectrum_label}",
-        xaxis_title="component" + (" (all tiles, largest first)" if tiled else ""),
-        yaxis_title="singular value",
-        yaxis_type="log",
+        title=f"What each component adds: {label}",
         height=380,
-        margin={"l": 60, "r": 20, "t": 60, "b": 50},
+        margin={"l": 60, "r": 60, "t": 60, "b": 50},
         showlegend=True,
-        legend={"orientation": "h", "y": -0.25},
+        legend={"orientation": "h", "y": -0.3},
     )
     return fig

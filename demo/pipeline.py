@@ -102,6 +102,9 @@ class Report:
     previews: list[Preview]
     timings: dict[str, float | bool]
     notes: list[str] = field(default_factory=list)
+    #: the decomposition and the reference's scorer, kept for the rank explorer
+    encoder: svdk.Encoder | None = field(default=None, repr=False, compare=False)
+    scorer: Scorer | None = field(default=None, repr=False, compare=False)
 
     @property
     def policy(self) -> str:
@@ -379,5 +382,7 @@ def run(
             "references_cached": cached,
         },
         notes=notes,
+        encoder=encoder,
+        scorer=scorer,
     )
 

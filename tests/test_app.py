@@ -27,7 +27,7 @@ pytest.importorskip("gradio", reason="the app needs pip install 'svdk[app]'")
 pytest.importorskip("plotly", reason="the app needs pip install 'svdk[app]'")
 
 from demo import inputs, pipeline  # noqa: E402
-from demo.app import App, Workdir, parse_ranks  # noqa: E402
+from demo.app import CSS, App, Workdir, parse_ranks  # noqa: E402
 from demo.inputs import AppError, Settings, prepare  # noqa: E402
 from demo.model import Model  # noqa: E402
 from demo.pipeline import run  # noqa: E402
@@ -421,7 +421,7 @@ def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("served")
     app = App(store=ShareStore(root / "shares"), workdir=Workdir(root / "work"))  # loads the model
     demo = build_demo(app)
-    demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True)
+    demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True, css=CSS)
     yield demo.local_url, app
     demo.close()
 
@@ -489,3 +489,70 @@ def test_the_cnn_runs_once_per_request(monkeypatch):
     assert len(calls) == 1
     assert report.policy == "cnn" and report.predicted == report.encoded.predicted_rank is not None
     assert report.to_dict()["svdk"]["predicted_rank"] == report.predicted
+
+
+# ----------------------------------------------------------------------------
+# the rank explorer
+
+
+@pytest.mark.parametrize("layout", ["global", "tiled"])
+def test_explorer_values_along_the_slider(app, tmp_path, layout):
+    path = save(tmp_path, "p.png", photo())
+    page = app.compress_page(path, None, 0.85, "ycbcr", layout, True, 64, 16, 16)
+    assert not page.error, page.status
+    e = page.explorer
+    enc = page.report.encoded
+    assert e["maximum"] == enc.components[0] and e["image"] == page.png_path
+    assert f"{enc.nbytes:,} bytes" in e["caption"]  # the file's own position: this file
+    ex = app.explorers.get(e["token"])
+    ks = sorted({1, max(1, e["maximum"] // 4), max(1, e["maximum"] // 2), e["maximum"]})
+    views = [ex.view(k) for k in ks]
+    reference = photo()
+    for v in views:
+        image = np.asarray(Image.open(v.image_path))
+        if layout == "global":  # progressive: the first k components of the same file
+            assert np.array_equal(image, svdk.decompress(enc.data, max_rank=v.k))
+            assert v.numbers == v.k * (96 + 128 + 1)
+        else:  # the file svdk writes at this count of components
+            data = page.report.encoder.pack(page.report.encoder.ranks_for(v.k))
+            assert np.array_equal(image, svdk.decompress(data)) and v.file_bytes == len(data)
+            assert v.numbers == v.k * 17
+        p, s = Scorer(reference)(image)
+        assert (v.psnr, v.ssim) == pytest.approx((p, s))
+        assert f"SSIM **{v.ssim:.4f}**" in v.caption and f"{v.file_bytes:,} bytes" in v.caption
+    assert [v.energy for v in views] == sorted(v.energy for v in views) and 0 < views[0].energy <= 1
+    assert views[-1].file_bytes == enc.nbytes
+    assert [v.psnr for v in views] == sorted(v.psnr for v in views)
+    if layout == "global" and len(views) > 2:  # a file with fewer components is smaller
+        assert views[0].file_bytes < views[-2].file_bytes < enc.nbytes
+    s = page.report.encoder.spectrum(0)
+    assert views[1].energy == pytest.approx(np.sum(s[: views[1].k] ** 2) / np.sum(s**2))
+    image_path, caption, error = app.explore(e["token"], ks[1])
+    assert not error and image_path == views[1].image_path and caption == views[1].caption
+    fig = app.explore_chart(e["token"], ks[1])
+    assert any(t.name.startswith("explorer") for t in fig.data) and any("energy kept" in t.name for t in fig.data)
+
+
+def test_explorer_refuses_what_it_cannot_show(app, tmp_path):
+    page = app.compress_page(save(tmp_path, "p.png", photo()), None, 0.85, "ycbcr", "global", True, 64, 16, 16)
+    token, top = page.explorer["token"], page.explorer["maximum"]
+    for bad in (0, top + 1, 2.5, "x", None, -3):
+        image, caption, error = app.explore(token, bad)
+        assert error and image is None and f"k must be a whole number in [1, {top}]" in caption
+    assert not app.explore(token, top // 2)[2]  # still serving after the refusals
+    image, caption, error = app.explore(None, 3)
+    assert error and "Compress an image first" in caption
+    image, caption, error = app.explore("not-a-token", 3)
+    assert error and "expired" in caption
+    # the request's files are deleted after KEEP_SECONDS: the explorer says it has expired
+    app.workdir.prune(age=-1)
+    image, caption, error = app.explore(token, 3)
+    assert error and "expired" in caption and "/" not in caption
+    assert app.explore_chart(token, 3) is None
+
+
+def test_explorer_store_keeps_the_latest(app, tmp_path):
+    app.explorers.limit = 2
+    tokens = [app.compress_page(None, "camera", 0.8, "ycbcr", "global", False, k, 4, 4).explorer["token"]
+              for k in (5, 6, 7)]
+    assert app.explore(tokens[0], 2)[2] and not app.explore(tokens[2], 2)[2]
