@@ -41,7 +41,7 @@ from PIL import Image
 
 import svdk
 
-from . import charts
+from . import batch, charts
 from .explore import Explorer, ExplorerStore
 from .inputs import MAX_UPLOAD_BYTES, SSIM_RANGE, AppError, Settings, prepare
 from .model import Model, load_model
@@ -434,6 +434,62 @@ class App:
                                + "\n\n" + page.status)
         return page
 
+    # -- several images -------------------------------------------------------
+
+    def compare_many(self, files, target=0.9, mode="ycbcr", layout="global", progress=None
+                     ) -> tuple[list[batch.Item], str]:
+        """Compare each file (automatic rank); ``(items, message)``. One broken file gets its own message.
+
+        More than :data:`demo.batch.MAX_IMAGES` files are refused as a whole, with a message.
+        """
+        paths = [f for f in (files or []) if f]
+        if not paths:
+            return [], "Drop up to 8 photos to compare them together."
+        if len(paths) > batch.MAX_IMAGES:
+            return [], (f"**{len(paths)} files: the batch takes up to {batch.MAX_IMAGES} images.** "
+                        f"Remove {len(paths) - batch.MAX_IMAGES} and compare again.")
+        try:
+            settings = Settings(float(target) if target is not None else 0.9, mode, layout)
+        except (svdk.SvdkError, TypeError, ValueError) as exc:
+            return [], f"**Could not compare:** {exc}"
+        items = []
+        for i, path in enumerate(paths):
+            name = Path(str(path)).name
+            if progress:
+                progress(i / len(paths), f"image {i + 1} of {len(paths)}: {name}")
+            try:
+                with self._slots:
+                    report = run(prepare(str(path)), settings, self.model)
+                report.encoder = report.scorer = None  # the batch keeps figures, not decompositions
+                items.append(batch.Item(name, report))
+            except svdk.SvdkError as exc:
+                items.append(batch.Item(name, error=str(exc)))
+            except Exception:
+                log.exception("batch comparison failed on %s", name)
+                items.append(batch.Item(name, error="something went wrong on the server with this image "
+                                        "(it is in the server log)"))
+        ok = sum(it.report is not None for it in items)
+        failed = [it for it in items if it.report is None]
+        message = (f"**{ok} of {len(items)} image{'s' * (len(items) > 1)} compared** (target SSIM "
+                   f"{settings.target:g}, {settings.mode}, {settings.layout} layout, automatic rank).")
+        if failed:
+            message += "".join(f"\n* **{it.name}**: {it.error}" for it in failed)
+        return items, message
+
+    def compress_many_page(self, files, target, mode, layout, progress=None):
+        """The batch panel: ``(message, table rows or None, chart or None)``."""
+        items, message = self.compare_many(files, target, mode, layout, progress)
+        if not any(it.report is not None for it in items):
+            return message, None, None
+        return message, batch.table(items), batch.figure(items)
+
+    def compress_many_api(self, files, target=0.9, mode="ycbcr", layout="global") -> dict:
+        """``/compress_many``: the JSON of :func:`demo.batch.summary_json`; :class:`AppError` when nothing can run."""
+        items, message = self.compare_many(files, target, mode, layout)
+        if not items:
+            raise AppError(message.replace("**", ""))
+        return batch.summary_json(items)
+
     # -- the rank explorer ---------------------------------------------------
 
     def explore(self, token, k) -> tuple[str | None, str, bool]:
@@ -550,6 +606,18 @@ def build_demo(app: App | None = None):
         with gr.Row():
             rd_plot = gr.Plot(label="rate-distortion", elem_id="rd-plot")
             spec_plot = gr.Plot(label="spectrum", elem_id="spectrum-plot")
+        with gr.Accordion(f"Several images at once (up to {batch.MAX_IMAGES}): one table, one averaged chart",
+                          open=True, elem_id="batch"):
+            gr.Markdown("Each photo is compared as above (automatic rank, the target, colour mode and layout "
+                        "chosen on the left); a file that cannot be read gets its own message.")
+            batch_files = gr.File(label=f"photos (up to {batch.MAX_IMAGES})", file_count="multiple",
+                                  file_types=["image"], type="filepath", elem_id="batch-files")
+            batch_btn = gr.Button("Compare all", elem_id="batch-run")
+            batch_status = gr.Markdown(elem_id="batch-status")
+            batch_table = gr.Dataframe(headers=batch.TABLE_HEADERS, interactive=False, wrap=True,
+                                       label="every image: svdk, PNG, and JPEG/WebP at svdk's size and SSIM; means last",
+                                       elem_id="batch-table")
+            batch_plot = gr.Plot(label="rate-distortion, averaged over the images", elem_id="batch-rd")
         last_state = gr.State(None)
         explorer_state = gr.State(None)  # a token: the explorer itself stays on the server (demo.explore)
         # The API endpoint: the same inputs, plain outputs.
@@ -558,6 +626,9 @@ def build_demo(app: App | None = None):
             api_image = gr.Image(label="decoded", format="png", type="filepath")
             api_metrics = gr.JSON(label="metrics")
             api_file = gr.File(label=".svdk file")
+            api_many_btn = gr.Button("compress many (API)")
+            api_many_files = gr.File(label="images", file_count="multiple", type="filepath")
+            api_many_out = gr.JSON(label="metrics of every image")
 
         results = [status, slider, summary, table, svdk_file, png_file, gallery, progressive, rd_plot, spec_plot,
                    last_state, explorer_state, explorer_k, explorer_image, explorer_caption, share_url, share_msg]
@@ -613,6 +684,25 @@ def build_demo(app: App | None = None):
                 raise gr.Error(str(exc)) from None
 
         common = {"concurrency_id": "svdk", "concurrency_limit": CONCURRENCY}
+
+        def on_batch(files, t, m, lay, progress=gr.Progress()):
+            message, rows, fig = app.compress_many_page(files, t, m, lay, progress=lambda f, d: progress(f, desc=d))
+            if rows is None:
+                gr.Warning(re.sub(r"\*\*", "", message.split("\n")[0]))
+            return message, rows, fig
+
+        def on_api_many(files, t, m, lay):
+            try:
+                return app.compress_many_api(files, t, m, lay)
+            except svdk.SvdkError as exc:
+                raise gr.Error(str(exc)) from None
+
+        batch_inputs = [batch_files, target, mode, layout]
+        batch_outputs = [batch_status, batch_table, batch_plot]
+        batch_btn.click(on_batch, batch_inputs, batch_outputs, api_visibility="private", **common)
+        batch_files.upload(on_batch, batch_inputs, batch_outputs, api_visibility="private", **common)
+        api_many_btn.click(on_api_many, [api_many_files, target, mode, layout], api_many_out,
+                           api_name="compress_many", **common)
         run_btn.click(on_compress, inputs, results, api_visibility="private", **common)
         image_in.upload(lambda: (None, None), None, [example_state, example_dd], queue=False,
                         api_visibility="private").then(

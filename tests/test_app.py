@@ -474,6 +474,22 @@ def test_compress_endpoint_reports_bad_input_and_keeps_serving(client, tmp_path)
     _, metrics, _ = client.predict(handle_file(save(tmp_path, "ok2.png", photo())), api_name="/compress")
     assert metrics["svdk"]["bytes"] > 0
 
+def test_compress_many_endpoint(client, tmp_path):
+    from gradio_client import handle_file
+
+    good = save(tmp_path, "good.png", photo())
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    doc = client.predict([handle_file(good), handle_file(str(bad))], 0.85, api_name="/compress_many")
+    assert doc["compared"] == 1 and doc["failed"] == 1
+    assert doc["images"][0]["ok"] and doc["images"][0]["svdk"]["bytes"] > 0
+    assert "not an image" in doc["images"][1]["error"] and "/tmp" not in doc["images"][1]["error"]
+    with pytest.raises(Exception, match="up to 8 images"):
+        client.predict([handle_file(good)] * 9, api_name="/compress_many")
+    _, metrics, _ = client.predict(handle_file(good), api_name="/compress")  # still serving
+    assert metrics["svdk"]["bytes"] > 0
+
+
 def test_the_cnn_runs_once_per_request(monkeypatch):
     """The prediction the page shows is the one the policy used: one forward pass."""
     pytest.importorskip("keras")
@@ -556,3 +572,59 @@ def test_explorer_store_keeps_the_latest(app, tmp_path):
     tokens = [app.compress_page(None, "camera", 0.8, "ycbcr", "global", False, k, 4, 4).explorer["token"]
               for k in (5, 6, 7)]
     assert app.explore(tokens[0], 2)[2] and not app.explore(tokens[2], 2)[2]
+
+
+# ----------------------------------------------------------------------------
+# several images at once
+
+
+def test_batch_compares_the_good_files_and_names_the_broken_one(app, tmp_path):
+    good = [save(tmp_path, "a.png", photo()), save(tmp_path, "b.png", photo(80, 112)[:, ::-1].copy())]
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"this is not an image at all")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    items, message = app.compare_many([good[0], str(broken), good[1], str(empty)], 0.85)
+    assert [it.name for it in items] == ["a.png", "broken.png", "b.png", "empty.png"]
+    assert [it.report is not None for it in items] == [True, False, True, False]
+    assert "2 of 4 images compared" in message and "broken.png" in message and "not an image" in message
+    assert "empty" in items[3].error and str(tmp_path) not in message
+    message, rows, fig = app.compress_many_page([good[0], str(broken), good[1]], 0.85, "ycbcr", "global")
+    by_image = {}
+    for row in rows:
+        by_image.setdefault(row[0], []).append(row)
+    assert by_image["broken.png"][0][-1].startswith("the file is not an image")
+    assert {r[1] for r in by_image["a.png"]} >= {"svdk", "PNG", "JPEG"}
+    svdk_rows = [r for r in rows if r[1] == "svdk" and r[2] == "this file"]
+    mean = [r for r in svdk_rows if r[0] == "mean of 2"][0]
+    assert mean[4] == round((svdk_rows[0][4] + svdk_rows[1][4]) / 2)
+    assert {t.name for t in fig.data} >= {"svdk", "JPEG", "these files (mean)"}
+    doc = app.compress_many_api([good[0], str(broken), good[1]], 0.85)
+    doc = json.loads(json.dumps(doc, allow_nan=False))
+    assert doc["compared"] == 2 and doc["failed"] == 1
+    assert doc["images"][1] == {"name": "broken.png", "ok": False, "error": items[1].error}
+    assert doc["images"][0]["svdk"]["bytes"] == rows[0][4]
+    curve = doc["rate_distortion_mean"]["jpeg"]
+    assert len(curve["bpp"]) == len(curve["psnr"]) and curve["bpp"] == sorted(curve["bpp"])
+
+
+def test_batch_averages_curves_at_equal_rates(app, tmp_path):
+    from demo import batch
+
+    reports = [run(prepare(photo()), Settings(target=0.85), NO_MODEL) for _ in range(2)]
+    same = batch.average_curves(reports)
+    one = batch.average_curves(reports[:1])
+    assert same["jpeg"] == one["jpeg"]  # the mean of two equal curves is that curve
+    c = one["jpeg"]
+    pts = reports[0].curves["jpeg"]
+    assert c["bpp"][0] == pytest.approx(min(p.bpp for p in pts), rel=1e-4)
+    assert c["bpp"][-1] == pytest.approx(max(p.bpp for p in pts), rel=1e-4)
+
+
+def test_batch_refuses_more_than_eight_files(app, tmp_path):
+    paths = [save(tmp_path, f"p{i}.png", photo(32, 32)) for i in range(9)]
+    items, message = app.compare_many(paths)
+    assert items == [] and "9 files: the batch takes up to 8 images" in message
+    with pytest.raises(AppError, match="up to 8 images"):
+        app.compress_many_api(paths)
+    assert app.compare_many([])[1].startswith("Drop up to 8 photos")
