@@ -1,8 +1,8 @@
-"""Speed of the Gradio app: start-up, one full comparison, eight clients at once.
+"""Speed of the Gradio app: start-up, one full comparison in each layout, the explorer, eight clients at once.
 
 Run from the repository root::
 
-    python -m benchmarks.app_speed             # about 2 minutes; writes results/app_speed.json
+    python -m benchmarks.app_speed             # about 4 minutes; writes results/app_speed.json
     python -m benchmarks.app_speed --images 2 --clients 2 --requests 2 --page-images 1   # a quick try
 
 It starts ``python app.py`` in a subprocess (shipped model, ``HF_HUB_OFFLINE=1``,
@@ -26,6 +26,15 @@ a temporary share folder, a free port on 127.0.0.1) and talks to it through
   ``cpu_s_per_request`` is the server process's CPU time per request, over
   both kinds, with the median of each (``cold_median_s``, ``warm_median_s``;
   the machine is shared: compare it with the load average recorded);
+* ``tiled_request_s``: as ``request_s`` in the tiled layout, on ``--images``
+  further Kodak images (new to the app); ``tiled_page_request_s``: the page
+  handler, tiled (``--no-tiled`` skips both);
+* ``slider_ms``: the rank explorer in Chromium (Playwright, ``/usr/bin/chromium``):
+  the last Kodak image is uploaded on the page, then the explorer's slider is moved
+  to 12 positions one after the other; each time, the milliseconds from the
+  slider's ``input`` event to the new image loaded on the page (median;
+  ``--no-browser`` skips it). tests/test_app_browser.py measures the same with
+  the same code (:func:`slider_latencies`);
 * ``concurrent``: ``--clients`` clients (threads, one ``gradio_client.Client``
   each) sending ``--requests`` requests each at once (client ``i``'s
   ``j``-th request is Kodak image ``i + j`` of those above, so most are
@@ -70,6 +79,9 @@ TARGETS = {
     "page_request_s": ("s", "<=", 1.5),
     "request_warm_s": ("s", None, None),
     "concurrent_errors": ("", "==", 0),
+    "slider_ms": ("ms", "<=", 250.0),
+    "tiled_request_s": ("s", "<=", 1.5),
+    "tiled_page_request_s": ("s", "<=", 1.5),
 }
 
 
@@ -140,15 +152,15 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
     raise RuntimeError(f"the app did not answer at {url} within {timeout:.0f} s")
 
 
-def compress(client, path: Path, target: float = 0.9) -> tuple[float, dict]:
+def compress(client, path: Path, target: float = 0.9, layout: str = "global") -> tuple[float, dict]:
     from gradio_client import handle_file
 
     t0 = time.perf_counter()
-    _, metrics, _ = client.predict(handle_file(str(path)), target, api_name="/compress")
+    _, metrics, _ = client.predict(handle_file(str(path)), target, "ycbcr", layout, api_name="/compress")
     return time.perf_counter() - t0, metrics
 
 
-def page_timings(warmup: Path, paths: list[Path], tmp: Path) -> dict:
+def page_timings(warmup: Path, paths: list[Path], tmp: Path, layout: str = "global") -> dict:
     """The page handler, in this process: median seconds over ``paths`` (new to it) after a warm-up."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -160,13 +172,92 @@ def page_timings(warmup: Path, paths: list[Path], tmp: Path) -> dict:
     times = {}
     for path in paths:
         t0 = time.perf_counter()
-        page = app.compress_page(str(path), None, 0.9, "ycbcr", "global", True, 64, 16, 16)
+        page = app.compress_page(str(path), None, 0.9, "ycbcr", layout, True, 64, 16, 16)
         times[path.name] = round(time.perf_counter() - t0, 3)
         if page.error:
             raise RuntimeError(f"the page handler failed on {path.name}: {page.status}")
-    print(f"page handler: {', '.join(f'{k} {v:.2f} s' for k, v in times.items())}", file=sys.stderr)
-    return figure("page_request_s", round(statistics.median(times.values()), 3), per_image=times,
-                  what="the page's Compress handler in-process: comparison, files, previews, charts")
+    print(f"page handler, {layout}: {', '.join(f'{k} {v:.2f} s' for k, v in times.items())}", file=sys.stderr)
+    name = "page_request_s" if layout == "global" else f"{layout}_page_request_s"
+    return figure(name, round(statistics.median(times.values()), 3), per_image=times,
+                  what=f"the page's Compress handler in-process, {layout} layout: comparison, files, previews, "
+                  "charts, the explorer")
+
+
+# ----------------------------------------------------------------------------
+# the rank explorer in a real browser
+
+CHROMIUM = os.environ.get("SVDK_CHROMIUM", "/usr/bin/chromium")
+#: Debian's Chromium runs headless as root with these (see ../shared/ENVIRONMENT-NOTES.md).
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+#: Positions of the explorer's slider timed, as fractions of the file's k (each new to the server).
+SLIDER_FRACTIONS = (0.5, 0.1, 0.75, 0.3, 0.05, 0.9, 0.6, 0.2, 0.4, 0.85, 0.15, 0.65)
+
+#: Moves the explorer's slider to k (an ``input`` event, as a drag step sends) and resolves with the
+#: milliseconds until the page shows a new, loaded image: server work, transfer and drawing.
+SLIDER_JS = """async (k) => {
+  const img = () => document.querySelector('#explorer-image img');
+  const before = img() ? img().src : null;
+  const range = document.querySelector('#explorer-k input[type=range]');
+  const t0 = performance.now();
+  range.value = k;
+  range.dispatchEvent(new Event('input', {bubbles: true}));
+  while (true) {
+    const i = img();
+    if (i && i.src !== before && i.complete && i.naturalWidth > 0) return performance.now() - t0;
+    if (performance.now() - t0 > 20000) return -1;
+    await new Promise(r => requestAnimationFrame(r));
+  }
+}"""
+
+
+def explorer_maximum(page) -> int:
+    """The explorer slider's top (the file's k), once a comparison is on the page."""
+    page.wait_for_function(
+        "() => { const r = document.querySelector('#explorer-k input[type=range]');"
+        " return r && !r.disabled && Number(r.max) > 2; }", timeout=120_000)
+    return int(page.locator("#explorer-k input[type=range]").get_attribute("max"))
+
+
+def slider_latencies(page, fractions=SLIDER_FRACTIONS) -> dict[int, float]:
+    """``{k: ms}``: from a slider change to the new image on the page, one position after the other."""
+    top = explorer_maximum(page)
+    out = {}
+    for f in fractions:
+        k = max(1, min(top - 1, round(f * top)))
+        if k in out:
+            continue
+        caption = page.locator("#explorer-caption").inner_text()
+        ms = page.evaluate(SLIDER_JS, k)
+        if ms < 0:
+            raise RuntimeError(f"no new image within 20 s after moving the explorer to k = {k}")
+        out[k] = round(ms, 1)
+        # the caption follows the image (same event); wait so that the next move starts from rest
+        page.wait_for_function("(c) => document.querySelector('#explorer-caption').innerText !== c", arg=caption,
+                               timeout=20_000)
+    return out
+
+
+def browser_timings(url: str, path: Path) -> dict:
+    """Upload ``path`` in Chromium, then time the explorer's slider: the ``slider_ms`` figure."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            page.goto(url)
+            page.wait_for_selector("#input-image input[type=file]", state="attached", timeout=120_000)
+            page.locator("#input-image input[type=file]").set_input_files(str(path))
+            times = slider_latencies(page)
+        finally:
+            browser.close()
+    values = list(times.values())
+    print(f"explorer slider in Chromium: median {statistics.median(values):.0f} ms over {len(values)} moves",
+          file=sys.stderr)
+    return figure("slider_ms", round(statistics.median(values), 1), image=path.name, per_k=times,
+                  max_ms=max(values), what="the page in Chromium: from moving the explorer's slider to the new "
+                  "image drawn (server decode, scores, PNG, transfer); global layout, the /compress defaults")
 
 
 def parse_args(argv):
@@ -180,6 +271,10 @@ def parse_args(argv):
     p.add_argument("--requests", type=int, default=5, help="requests per concurrent client (default 5)")
     p.add_argument("--page-images", type=int, default=3,
                    help="Kodak images whose page handler is timed in this process (default 3; 0 skips)")
+    p.add_argument("--no-tiled", dest="tiled", action="store_false",
+                   help="skip the tiled layout (by default --images more Kodak images are timed tiled)")
+    p.add_argument("--no-browser", dest="browser", action="store_false",
+                   help="skip timing the rank explorer's slider in Chromium (needs playwright and Chromium)")
     p.add_argument("--output", type=Path, default=RESULTS / "app_speed.json")
     return p.parse_args(argv)
 
@@ -187,7 +282,8 @@ def parse_args(argv):
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        paths = kodak_paths(args.data, min(24, args.images + 1))
+        # kodim01 for start-up, --images for the global layout, --images more for tiled, one for the browser
+        paths = kodak_paths(args.data, min(24, 2 + args.images * (2 if args.tiled else 1)))
     except DataMissing as exc:
         print(f"app_speed: {exc}", file=sys.stderr)
         return 2
@@ -232,6 +328,24 @@ def main(argv: list[str] | None = None) -> int:
                   f"target {args.warm_target}: {m2['timings']['handler']:.2f} s", file=sys.stderr)
         cpu_per_request = (_cpu_seconds(proc.pid) - cpu0) / max(2 * len(handler), 1)
         load_sequential = [round(x, 2) for x in os.getloadavg()]
+
+        # the tiled layout, on images new to the app
+        tiled_paths = paths[args.images + 1 : 2 * args.images + 1] if args.tiled else []
+        tiled, tiled_per_image = [], {}
+        for path in tiled_paths:
+            _, m = compress(client, path, layout="tiled")
+            if m["timings"]["references_cached"]:
+                raise RuntimeError(f"{path.name} was not cold: the app had it cached")
+            tiled.append(m["timings"]["handler"])
+            tiled_per_image[path.name] = m["timings"]["handler"]
+            print(f"  tiled {path.name}: {m['timings']['handler']:.2f} s server side, "
+                  f"{m['svdk']['final_rank']} luma components", file=sys.stderr)
+        if tiled:
+            result["tiled_request_s"] = figure(
+                "tiled_request_s", round(statistics.median(tiled), 3), n=len(tiled), per_image=tiled_per_image,
+                what="as request_s, tiled layout (automatic rank by the exact SSIM search), other Kodak images")
+        if args.browser:
+            result["slider_ms"] = browser_timings(url, paths[-1])
 
         # many clients at once
         latencies: list[float] = []
@@ -335,9 +449,14 @@ def main(argv: list[str] | None = None) -> int:
             proc.kill()
     if args.page_images > 0:
         result["page_request_s"] = page_timings(paths[0], paths[1 : args.page_images + 1], tmp)
+        if args.tiled:
+            first = args.images + 1
+            result["tiled_page_request_s"] = page_timings(
+                paths[0], paths[first : first + args.page_images], tmp, layout="tiled")
     write_json(args.output, result)
     print(f"wrote {display_path(args.output)}", file=sys.stderr)
-    for name in ("startup_s", "request_s", "request_warm_s", "page_request_s", "roundtrip_s", "cpu_s_per_request", "concurrent_errors"):
+    for name in ("startup_s", "request_s", "request_warm_s", "page_request_s", "tiled_request_s",
+                 "tiled_page_request_s", "slider_ms", "roundtrip_s", "cpu_s_per_request", "concurrent_errors"):
         if name not in result:
             continue
         f = result[name]

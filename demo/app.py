@@ -523,26 +523,43 @@ class App:
 # Gradio
 
 
+#: elem_ids of the gr.Image inputs whose uploads reach the handler as the file sent (see below).
+_PASS_THROUGH: set[str] = set()
+
+
 def _pass_upload_through(image_component) -> None:
     """Make a gr.Image hand its handler the uploaded file's path as sent.
 
     gr.Image opens uploads with Pillow before the handler runs, so an empty,
-    corrupt or non-image file fails there with a bare error; svdk's reader
-    explains such files, and the handler shows its message. The override is
-    on this one instance (a gr.Image subclass would make Gradio write a .pyi
-    file next to this module at import time).
+    corrupt or non-image file fails there with Gradio's raw error (naming the
+    server's temporary path); svdk's reader explains such files, and the
+    handler shows its message. Gradio rebuilds a session's copy of a
+    component whenever an event updates it (``gr.skip()`` included), so an
+    override on the instance is lost: the class's ``preprocess`` is wrapped
+    once, and passes through only for components whose ``elem_id`` is
+    registered here (a gr.Image subclass would make Gradio write a .pyi file
+    next to this module at import time).
     """
-    original = image_component.preprocess
+    import gradio as gr
 
-    def preprocess(payload):
-        # A FileData, or (from a browser's upload) a plain dict {'path': ..., 'url': ...}
-        get = payload.get if isinstance(payload, dict) else (lambda name: getattr(payload, name, None))
-        path, url = (get("path"), get("url")) if payload is not None else (None, None)
-        if path and not str(url or "").startswith("data:"):
-            return str(path)
-        return original(payload)
+    if not image_component.elem_id or image_component.type != "filepath":
+        raise ValueError("the pass-through needs a gr.Image with an elem_id and type='filepath'")
+    _PASS_THROUGH.add(image_component.elem_id)
+    original = gr.Image.preprocess
+    if getattr(original, "_svdk_pass_through", False):
+        return
 
-    image_component.preprocess = preprocess
+    def preprocess(self, payload):
+        if self.elem_id in _PASS_THROUGH and self.type == "filepath" and payload is not None:
+            # A FileData, or (from a browser's upload) a plain dict {'path': ..., 'url': ...}
+            get = payload.get if isinstance(payload, dict) else (lambda name: getattr(payload, name, None))
+            path, url = get("path"), get("url")
+            if path and not str(url or "").startswith("data:"):
+                return str(path)
+        return original(self, payload)
+
+    preprocess._svdk_pass_through = True
+    gr.Image.preprocess = preprocess
 
 
 def build_demo(app: App | None = None):
@@ -745,8 +762,12 @@ def build_demo(app: App | None = None):
 #: The page's CSS (Gradio 6 takes it in ``launch()``): whole gallery captions, and no
 #: horizontal scrolling on a phone.
 CSS = """
-#gallery .caption-label, #progressive .caption-label, #batch-gallery .caption-label {
+#gallery .caption-label, #progressive .caption-label {
   white-space: normal; max-width: 100%; text-overflow: clip;
+}
+@media (max-width: 640px) {
+  #gallery .grid-container, #progressive .grid-container { --grid-cols: 2 !important; }
+  #gallery .caption-label, #progressive .caption-label { font-size: 11px; }
 }
 """
 

@@ -107,7 +107,7 @@ def spectrum_figure(values, label: str, *, tile: int = 0, chosen: int | None = N
     fig.update_yaxes(title_text="strength of each component (log)", type="log", secondary_y=False)
     fig.update_yaxes(title_text="energy kept (%)", secondary_y=True, showgrid=False)
     fig.update_layout(
-        title=f"What each component adds: {label}",
+        title=f"Spectrum: {label}",
         height=380,
         margin={"l": 60, "r": 60, "t": 60, "b": 50},
         showlegend=True,

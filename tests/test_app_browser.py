@@ -1,13 +1,16 @@
 """The app in a real browser: Debian's Chromium driven by Playwright for Python.
 
 Upload a photo, wait for the before/after slider and the rate-distortion
-chart, click Share, open the link in a new page and find the same figures.
+chart, click Share, open the link in a new page and find the same figures;
+drag the rank explorer and time it on a Kodak photo; upload non-images;
+compare several images at once; look at the page 390 pixels wide.
 The server is the one tests/test_app.py starts (``served``). Skipped, saying
 why, when /usr/bin/chromium is missing (CI installs it: see .ci/run).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -106,6 +109,9 @@ def test_upload_share_and_open_the_link(served, browser, tmp_path):
     second = figures(other)
     assert "Opened a shared comparison" in other.locator("#status").inner_text()
     assert second == first
+    other.wait_for_function(  # the page opened from the link shows its link
+        "(l) => { const e = document.querySelector('#share-url textarea, #share-url input');"
+        " return e && e.value === l; }", arg=link, timeout=TIMEOUT_MS)
 
     broken = browser.new_page()
     broken.goto(url.rstrip("/") + "/?share=../../etc")
@@ -113,3 +119,126 @@ def test_upload_share_and_open_the_link(served, browser, tmp_path):
         "() => { const e = document.querySelector('#status'); return e && e.innerText.includes('malformed'); }",
         timeout=TIMEOUT_MS,
     )
+
+
+KODAK = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "kodak"
+
+
+def upload(page, url, path):
+    page.goto(url)
+    page.wait_for_selector("#input-image input[type=file]", state="attached", timeout=TIMEOUT_MS)
+    page.locator("#input-image input[type=file]").set_input_files(str(path))
+
+
+def test_drag_the_rank_explorer(served, browser, tmp_path):
+    """Drag k with the mouse: a new image and caption; then the latency of a move on a 768x512 photo."""
+    from benchmarks.app_speed import explorer_maximum, slider_latencies
+
+    url, _ = served
+    photo = KODAK / "kodim03.png"
+    if not photo.is_file():
+        pytest.skip(f"the explorer's timing uses a Kodak photo: {photo} is missing (see README, Data)")
+    page = browser.new_page(viewport={"width": 1400, "height": 1800})
+    upload(page, url, photo)
+    top = explorer_maximum(page)
+    caption = page.locator("#explorer-caption").inner_text()
+    assert f"k = {top} of {top}" in caption and "this file" in caption
+    src = page.locator("#explorer-image img").get_attribute("src")
+    # a real drag: press on the slider's track, move left, release
+    box = page.locator("#explorer-k input[type=range]").bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] - 4, y)
+    page.mouse.down()
+    for frac in (0.8, 0.6, 0.4, 0.25):
+        page.mouse.move(box["x"] + box["width"] * frac, y, steps=3)
+    page.mouse.up()
+    page.wait_for_function(
+        "(c) => { const t = document.querySelector('#explorer-caption').innerText; return t !== c && !t.includes('...'); }",
+        arg=caption, timeout=TIMEOUT_MS)
+    page.wait_for_function("(s) => { const i = document.querySelector('#explorer-image img'); return i && i.src !== s; }",
+                           arg=src, timeout=TIMEOUT_MS)
+    value = int(page.locator("#explorer-k input[type=range]").input_value())
+    assert 1 <= value < top
+    page.wait_for_function(f"() => document.querySelector('#explorer-caption').innerText.includes('k = {value} of {top}')",
+                           timeout=TIMEOUT_MS)
+    caption = page.locator("#explorer-caption").inner_text()
+    assert re.search(r"PSNR [\d.]+ dB, SSIM 0\.\d{4}; luma energy kept [\d.]+ %", caption), caption
+    assert f"{value} x (512 + 768 + 1) = {value * 1281:,} numbers against 393,216 pixels" in caption
+    assert re.search(r"a file written with these components: [\d,]+ bytes", caption)
+    # on release the spectrum chart marks the explorer's k
+    page.wait_for_function(
+        f"() => document.querySelector('#spectrum-plot').innerText.includes('explorer: k = {value}')",
+        timeout=TIMEOUT_MS)
+    # the latency, as benchmarks/app_speed.py measures it
+    times = slider_latencies(page)
+    median = float(np.median(list(times.values())))
+    (tmp_path / "slider_ms.json").write_text(json.dumps(times))
+    print(f"explorer slider: median {median:.0f} ms over {len(times)} moves: {times}")
+    assert median <= 250, times
+
+
+def test_non_image_uploads_show_svdks_message(served, browser, tmp_path):
+    url, _ = served
+    good = tmp_path / "good.png"
+    Image.fromarray(np.ascontiguousarray(svdk.load_image("example:chelsea").color[40:200, 100:340])).save(good)
+    text = tmp_path / "bad.png"
+    text.write_bytes(b"this is a text file, renamed")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    page = browser.new_page(viewport={"width": 1400, "height": 1800})
+    upload(page, url, good)
+    figures(page)
+    for path, message in ((text, "not an image"), (empty, "empty")):
+        page.locator("#input-image input[type=file]").set_input_files(str(path))
+        page.wait_for_function(
+            "(m) => document.querySelector('#status').innerText.includes(m)", arg=message, timeout=TIMEOUT_MS)
+        status = page.locator("#status").inner_text()
+        assert "Could not compare" in status and "/tmp" not in status and "gradio" not in status.lower(), status
+        body = page.locator("body").inner_text()
+        assert "UnidentifiedImageError" not in body and "Could not preprocess" not in body
+        assert page.locator("#slider img").count() == 0  # the previous results are gone
+        assert page.locator("#explorer-image img").count() == 0
+
+
+def test_batch_upload(served, browser, tmp_path):
+    url, _ = served
+    chelsea = svdk.load_image("example:chelsea").color
+    paths = []
+    for i, (y, x) in enumerate(((40, 100), (100, 20))):
+        paths.append(tmp_path / f"photo{i}.png")
+        Image.fromarray(np.ascontiguousarray(chelsea[y:y + 120, x:x + 160])).save(paths[-1])
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    page = browser.new_page(viewport={"width": 1400, "height": 1800})
+    page.goto(url)
+    page.wait_for_selector("#batch-files input[type=file]", state="attached", timeout=TIMEOUT_MS)
+    page.locator("#batch-files input[type=file]").set_input_files([str(p) for p in (paths[0], broken, paths[1])])
+    page.wait_for_function(
+        "() => document.querySelector('#batch-status').innerText.includes('2 of 3 images compared')",
+        timeout=TIMEOUT_MS)
+    status = page.locator("#batch-status").inner_text()
+    assert "broken.png" in status and "not an image" in status and "/tmp" not in status
+    page.wait_for_selector("#batch-rd .js-plotly-plot", timeout=TIMEOUT_MS)
+    table = page.locator("#batch-table").inner_text()
+    assert "photo0.png" in table and "photo1.png" in table and "mean of 2" in table
+    assert "averaged over 2 images" in page.locator("#batch-rd").inner_text()
+
+
+def test_the_page_on_a_phone(served, browser, tmp_path):
+    """390 pixels wide: no sideways scrolling; the screenshot is kept under the test's tmp folder."""
+    url, _ = served
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.ascontiguousarray(svdk.load_image("example:chelsea").color[40:200, 100:340])).save(photo)
+    page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
+                            has_touch=True)
+    upload(page, url, photo)
+    figures(page)
+    page.wait_for_selector("#explorer-image img", timeout=TIMEOUT_MS)
+    shot = tmp_path / "phone-390.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"phone screenshot: {shot}")
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= 390 + 8, f"the page is {width} px wide on a 390 px screen"
+    for sel in ("#run", "#explorer-k input[type=range]", "#slider img"):
+        box = page.locator(sel).first.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 398, (sel, box)
