@@ -347,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.browser:
             result["slider_ms"] = browser_timings(url, paths[-1])
 
-        # many clients at once
+        # many clients at once, on the images of the global layout's sequence (most of them seen)
+        global_paths = paths[: args.images + 1]
         latencies: list[float] = []
         errors: list[str] = []
         peak_rss = [0]
@@ -368,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
                 errors.append(f"client {i}: {type(exc).__name__}: {exc}")
                 return
             for j in range(args.requests):
-                path = paths[(i + j) % len(paths)]
+                path = global_paths[(i + j) % len(global_paths)]
                 try:
                     dt, _ = compress(c, path)
                     latencies.append(dt)

@@ -190,6 +190,10 @@ def app() -> str:
         row("start-up: process start to first request served", d["startup_s"]),
         row("one request with the full comparison, server side (median, new images)", d["request_s"]),
         row("the same image again at another target", d["request_warm_s"]),
+        *([row("tiled layout: one request, server side (median, other new images)", d["tiled_request_s"])]
+          if "tiled_request_s" in d else []),
+        *([row("rank explorer in Chromium: slider moved to new image drawn (median)", d["slider_ms"])]
+          if "slider_ms" in d else []),
         row("client round trip", d["roundtrip_s"]),
         row("server CPU time per request (all threads)", d["cpu_s_per_request"]),
         f"| {c['clients']} clients x {c['requests_per_client']} requests | {len(c['errors'])} errors, p95 "

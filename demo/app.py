@@ -14,7 +14,16 @@ Endpoints
     figures, every file compared, the rate-distortion points) and the
     ``.svdk`` file. Errors come back as a :class:`gradio.Error` with svdk's
     message.
-The page's own events (compress, example, share, open a link) are private.
+``/compress_many`` (public API)
+    up to 8 images in (:data:`demo.batch.MAX_IMAGES`), then target SSIM, mode
+    and layout with the same defaults; returns one JSON document (each image's
+    figures or its message, the means, the rate-distortion curves averaged at
+    equal bpp: :func:`demo.batch.summary_json`). More than 8 images raise a
+    :class:`gradio.Error`; a broken one gets its own message.
+The page's own events (compress, example, share, open a link, the rank
+explorer, the batch panel) are private. The rank explorer keeps each
+comparison's decomposition on the server (:mod:`demo.explore`); the page
+holds only a random token for it.
 
 Caps
 ----
