@@ -595,9 +595,12 @@ def build_demo(app: App | None = None):
                                   info="global: one SVD per plane; tiled: an SVD per 8x8 tile")
                 auto = gr.Checkbox(True, label="Automatic rank (CNN prediction, then checked)")
                 with gr.Row():
-                    rank_y = gr.Number(64, precision=0, minimum=1, label="rank Y (or R)", min_width=80)
-                    rank_u = gr.Number(16, precision=0, minimum=1, label="rank U (or G)", min_width=80)
-                    rank_v = gr.Number(16, precision=0, minimum=1, label="rank V (or B)", min_width=80)
+                    rank_y = gr.Number(64, precision=0, minimum=1, label="rank Y (or R)", min_width=80,
+                                       elem_id="rank-y")
+                    rank_u = gr.Number(16, precision=0, minimum=1, label="rank U (or G)", min_width=80,
+                                       elem_id="rank-u")
+                    rank_v = gr.Number(16, precision=0, minimum=1, label="rank V (or B)", min_width=80,
+                                       elem_id="rank-v")
                 gr.Markdown("Manual ranks apply when automatic rank is off (global layout).")
                 run_btn = gr.Button("Compress", variant="primary", elem_id="run")
                 with gr.Row():

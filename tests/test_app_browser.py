@@ -242,3 +242,22 @@ def test_the_page_on_a_phone(served, browser, tmp_path):
     for sel in ("#run", "#explorer-k input[type=range]", "#slider img"):
         box = page.locator(sel).first.bounding_box()
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= 398, (sel, box)
+
+
+def test_layout_switch_recompares_and_rank_fields_follow_automatic_rank(served, browser, tmp_path):
+    url, _ = served
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.ascontiguousarray(svdk.load_image("example:chelsea").color[40:200, 100:340])).save(photo)
+    page = browser.new_page(viewport={"width": 1400, "height": 1800})
+    upload(page, url, photo)
+    figures(page)
+    fields = ["#rank-y input", "#rank-u input", "#rank-v input"]
+    assert all(page.locator(f).is_disabled() for f in fields)  # automatic rank is on
+    page.get_by_label("tiled").check()  # no Compress press: the comparison follows
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes('tiled layout')",
+                           timeout=TIMEOUT_MS)
+    page.wait_for_function(
+        "() => document.querySelector('#explorer-caption').innerText.includes('luma components')", timeout=TIMEOUT_MS)
+    page.get_by_label("Automatic rank").uncheck()
+    page.wait_for_function("() => !document.querySelector('#rank-y input').disabled", timeout=TIMEOUT_MS)
+    assert not any(page.locator(f).is_disabled() for f in fields)
