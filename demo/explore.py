@@ -52,8 +52,8 @@ from .inputs import AppError
 __all__ = ["Explorer", "ExplorerStore", "View", "MAX_EXPLORERS"]
 
 #: Explorers kept (one per recent comparison; each holds the image's
-#: decomposition, about 10-30 MB for a Kodak photo). ``SVDK_APP_EXPLORERS``.
-MAX_EXPLORERS = int(os.environ.get("SVDK_APP_EXPLORERS", 12))
+#: decomposition: about 30 MB for a 768x512 photo, either layout). ``SVDK_APP_EXPLORERS``.
+MAX_EXPLORERS = int(os.environ.get("SVDK_APP_EXPLORERS", 8))
 #: Positions of one explorer kept (a drag back and forth costs nothing twice).
 KEEP_VIEWS = 64
 
