@@ -93,6 +93,10 @@ def test_upload_share_and_open_the_link(served, browser, tmp_path):
     assert first["traces"] >= 4  # svdk, JPEG, WebP and the current point, twice over
     assert {"svdk", "PNG", "JPEG", "same size", "same SSIM"} <= set(first["table"])
     assert "240x160" in page.locator("#status").inner_text()
+    cut = page.evaluate(  # every gallery caption is shown whole (no ellipsis)
+        "() => [...document.querySelectorAll('#gallery .caption-label, #progressive .caption-label')]"
+        ".filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText)")
+    assert page.locator("#gallery .caption-label").count() >= 3 and cut == [], cut
 
     page.click("#share")
     box = page.locator("#share-url textarea, #share-url input").first
