@@ -27,6 +27,12 @@ optimized PNG (0.1 to 0.3 s), so:
   and numpy release the GIL) while the request's own thread measures
   svdk's curve and previews and then encodes PNG (needed last, so it does
   not hold up the sweeps that the matches wait for);
+* in the tiled layout svdk's own curve has :data:`TILED_SWEEP_POINTS` points
+  up to twice the chosen count of components, not up to every component
+  (that file is larger than the raw pixels and took 1.8 s of LZMA alone on
+  a Kodak photo); LZMA and the tile decoder release the GIL, so half of the
+  points are packed and scored in a worker thread. A tiled request on Kodak
+  went from about 2.9 s to 1.6 s in-process on a loaded 2-core machine;
 * PNG, JPEG and WebP do not depend on svdk's settings: their files and
   scores are kept for the last :data:`CACHE_IMAGES` images, so moving the
   target or changing the mode re-encodes svdk only (plus the few JPEG/WebP
