@@ -162,7 +162,6 @@ class Encoder:
         tiled: bool = False,
         tile_size: int | None = None,
     ):
-        self._t0 = time.perf_counter()
         pixels = load_image(image)
         mode, subsampled, notes = _resolve_mode(pixels, mode, subsampling)
         if qstep is not None and (
@@ -264,8 +263,16 @@ class Encoder:
             tile=self.tile or 0,
         )
 
+    def _plane(self, plane) -> int:
+        if isinstance(plane, bool) or not isinstance(plane, (int, np.integer)) or not 0 <= plane < len(self.planes):
+            raise OptionError(
+                f"plane must be an index in [0, {len(self.planes) - 1}] ({', '.join(self.plane_names)}); got {plane!r}"
+            )
+        return int(plane)
+
     def reconstruct(self, k: int, *, plane: int = 0) -> np.ndarray:
         """Plane ``plane`` as the file at rank ``k`` decodes it (8-bit, before colour conversion)."""
+        plane = self._plane(plane)
         self.check_ranks(tuple(k if i == plane else 1 for i in range(len(self.planes))))
         return to_uint8(self.planes[plane].reconstruct(int(k)))
 
@@ -277,6 +284,7 @@ class Encoder:
         """
         if metric not in ("ssim", "psnr"):
             raise OptionError(f"unknown quality metric {metric!r}; use 'ssim' or 'psnr'")
+        plane = self._plane(plane)
         key = (plane, metric)
         if key not in self._scorers:
             scorer = Scorer(self.planes[plane].data, ssim=metric == "ssim")
@@ -299,7 +307,7 @@ class Encoder:
         all tiles (tile means removed) in one sorted list, without those
         below ``1e-9`` of the largest (numerical noise).
         """
-        p = self.planes[plane]
+        p = self.planes[self._plane(plane)]
         if self.tile:
             return np.asarray(p.order[: p.max_count])
         return p.all_singular_values()

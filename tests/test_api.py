@@ -231,3 +231,20 @@ def test_import_svdk_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.stdout.strip() == "[]"
+
+
+def test_encoder_refuses_what_does_not_fit(kodak_crop):
+    encoder = svdk.Encoder(kodak_crop)
+    for call, says in [
+        (lambda: encoder.pack((8, 2)), "3 plane(s)"),
+        (lambda: encoder.pack((0, 1, 1)), "rank of plane Y must be in [1, "),
+        (lambda: encoder.score(10, "mse"), "unknown quality metric"),
+        (lambda: encoder.score(10, plane=3), "plane must be an index in [0, 2]"),
+        (lambda: encoder.spectrum(plane=-1), "plane must be an index"),
+        (lambda: encoder.reconstruct(10_000), "must be in [1, "),
+    ]:
+        with pytest.raises(svdk.OptionError, match=re.escape(says)):
+            call()
+    tiled = svdk.Encoder(kodak_crop, tiled=True)
+    with pytest.raises(svdk.OptionError, match="component count of plane Y"):
+        tiled.pack((0, 1, 1))

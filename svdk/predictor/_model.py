@@ -77,7 +77,12 @@ class RankPredictor:
         if not path.is_file():
             raise ModelError(
                 f"{path}: no such model file; expected a .keras file with its configuration {cfg_path.name} "
-                "beside it (train one with 'python -m training.train')"
+                "beside it"
+                + (
+                    "; svdk ships its model in svdk/models: reinstall svdk ('pip install --force-reinstall svdk')"
+                    if path == DEFAULT_MODEL
+                    else " (train one from a clone of svdk's repository with 'python -m training.train')"
+                )
             )
         if not cfg_path.is_file():
             raise ModelError(f"{cfg_path}: missing; a rank-predictor model needs this JSON configuration")
