@@ -560,3 +560,30 @@ def test_publish_and_pull_on_the_real_hub(run_dir, tmp_path, capsys, monkeypatch
                                            endpoint="https://huggingface.co")
     assert pulled.source["source"] == "hub" and pulled.source["revision"] == commit
     _same_predictions(RankPredictor.load(run_dir / "model.keras"), pulled)
+
+
+def test_a_run_with_its_litert_file_is_pulled_and_runs_without_keras(hub, run_dir, tmp_path, capsys):
+    """training.train writes model.tflite; publish uploads it, from_pretrained pulls and checks it."""
+    pytest.importorskip("ai_edge_litert")
+    lite_run = tmp_path / "lite"
+    shutil.copytree(run_dir, lite_run)
+    shutil.copy(DEFAULT_MODEL.with_suffix(".tflite"), lite_run / "model.tflite")
+    assert _publish(hub, lite_run, "me/rank-lite") == 0
+    commit = capsys.readouterr().out.strip()
+    assert "model.tflite" in hub.repos["me/rank-lite"].commits[commit]
+    pulled = RankPredictor.from_pretrained("me/rank-lite", revision=commit, cache_dir=tmp_path / "c", endpoint=hub.endpoint)
+    assert pulled.runtime == "litert" and "LiteRT" in pulled.describe()
+    local = RankPredictor.load(run_dir / "model.keras", runtime="keras")
+    for name in IMAGES:
+        np.testing.assert_allclose(pulled.log_ranks(resize_work(name)), local.log_ranks(resize_work(name)), atol=1e-4)
+        assert pulled.predict(name, 0.9) == local.predict(name, 0.9)
+    # offline, the cached LiteRT file is used again
+    again = RankPredictor.from_pretrained("me/rank-lite", revision=commit, cache_dir=tmp_path / "c", local_files_only=True)
+    assert again.source["source"] == "cache" and again.runtime == "litert"
+    # a LiteRT file that is not the one model.json recorded is refused
+    bad = bytearray((lite_run / "model.tflite").read_bytes())
+    bad[len(bad) // 2] ^= 0xFF
+    bad_commit = _copy_repo(hub, "me/rank-lite", commit, "me/rank-lite-bad", **{"model.tflite": bytes(bad)})
+    with pytest.raises(ModelError, match="does not match the litert_sha256 recorded"):
+        RankPredictor.from_pretrained("me/rank-lite-bad", revision=bad_commit, cache_dir=tmp_path / "d",
+                                      endpoint=hub.endpoint)

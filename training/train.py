@@ -13,9 +13,10 @@
 4. One evaluation on test (see :mod:`training.evaluate`), and the latency of
    one prediction (batch 1, warm, CPU, median of 200).
 
-Writes ``model.keras`` (no optimizer state), ``model.json`` (the
-configuration :class:`svdk.predictor.RankPredictor` reads) and
-``metrics.json`` into ``--out``. TensorFlow runs on one intra-op and one
+Writes ``model.keras`` (no optimizer state), ``model.tflite`` (the same
+network for LiteRT, checked against it: :func:`svdk.predictor.export_litert`),
+``model.json`` (the configuration :class:`svdk.predictor.RankPredictor`
+reads) and ``metrics.json`` into ``--out``. TensorFlow runs on one intra-op and one
 inter-op thread.
 """
 
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     from .labels import LabelStore, TARGETS, code_hash
     from .models import OUTPUT_KIND
     import svdk
-    from svdk.predictor import FEATURE_NAMES, INPUT_SHAPE, MODEL_FORMAT, MODEL_VERSION, RankPredictor
+    from svdk.predictor import FEATURE_NAMES, INPUT_SHAPE, MODEL_FORMAT, MODEL_VERSION, RankPredictor, export_litert
 
     name = args.arch + ("-features" if args.features else "")
     out = Path(args.out or Path("runs") / name)
@@ -274,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         "keras_version": keras.__version__,
     }
     (out / "model.json").write_text(json.dumps(config, indent=2) + "\n")
+    export_litert(model_path)  # model.tflite beside it (and litert_sha256 in model.json): prediction without TensorFlow
     predictor = RankPredictor.load(model_path)
     latency = None if args.no_latency else latency_ms(predictor, test.work[0])
     metrics = {
@@ -302,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{name}: test MAE in k at 0.90 = {t90.get('mae_k', math.nan):.2f}, "
         f"reach {t90.get('reach', math.nan):.2f}; model {metrics['model_bytes']} bytes; "
         + (f"latency {latency['predict_ms_median']:.2f} ms; " if latency else "")
-        + f"wrote {out}/model.keras, model.json, metrics.json"
+        + f"wrote {out}/model.keras, model.tflite, model.json, metrics.json"
     )
     return 0
 
