@@ -62,7 +62,8 @@ class Failure:
     ----------
     message : str
         What went wrong, in one line (``"TypeName: message"`` unless the
-        exception is one of svdk's own, whose message says it all).
+        exception is one of svdk's own, whose message says it all, or an
+        :class:`OSError` naming its file).
     error : str
         The exception's type name, e.g. ``"ImageError"`` or ``"WorkerDied"``.
     """
@@ -91,8 +92,8 @@ def usable_cores() -> int:
 def _failure(exc: BaseException) -> Failure:
     from ._errors import SvdkError
 
-    if isinstance(exc, SvdkError):
-        message = str(exc)
+    if isinstance(exc, SvdkError) or type(exc).__module__.split(".")[0] == "svdk":
+        message = str(exc)  # svdk's own errors say what and where
     elif isinstance(exc, OSError) and exc.filename and exc.strerror:
         message = f"{exc.filename}: {exc.strerror}"
     else:
