@@ -294,12 +294,13 @@ def _connect(ray, address: str | None, jobs: int | None) -> bool:
     """Connect to (or start) Ray; True when this call started it."""
     import logging
 
-    if ray.is_initialized():
-        return False
     address = address or os.environ.get("RAY_ADDRESS") or None
-    quiet = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
     if address:
         _check_reachable(address)
+    if ray.is_initialized():  # the caller's Ray: used as it is, left running
+        return False
+    quiet = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
+    if address:
         try:
             ray.init(address=address, **quiet)
         except Exception as exc:
