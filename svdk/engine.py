@@ -211,8 +211,13 @@ def _serial(func, items):
 def _context():
     import multiprocessing as mp
 
-    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-    return mp.get_context(method)
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    context = mp.get_context("forkserver")
+    # The server imports svdk (numpy, SciPy, scikit-image) once; workers fork from it
+    # ready to go, and a later pool in this process reuses the server.
+    context.set_forkserver_preload(["svdk"])
+    return context
 
 
 def _pool(func, items, jobs: int, retries: int):
