@@ -31,9 +31,11 @@ never loads it (install it with ``pip install 'svdk[ray]'``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import socket
+import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -295,6 +297,24 @@ def _check_reachable(address: str) -> None:
         ) from None
 
 
+@contextlib.contextmanager
+def _native_stderr_muted():
+    """Keep Ray's C++ retry warnings (one a second while it tries a server that
+    answers but is no Ray) off the terminal; ``SVDK_DEBUG=1`` shows them."""
+    if os.environ.get("SVDK_DEBUG"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _connect(ray, address: str | None, jobs: int | None) -> bool:
     """Connect to (or start) Ray; True when this call started it."""
     import logging
@@ -307,7 +327,8 @@ def _connect(ray, address: str | None, jobs: int | None) -> bool:
     quiet = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
     if address:
         try:
-            ray.init(address=address, **quiet)
+            with _native_stderr_muted():
+                ray.init(address=address, **quiet)
         except Exception as exc:
             raise EngineError(f"cannot connect to the Ray cluster at {address} ({type(exc).__name__}: {exc})") from None
         return True
