@@ -20,6 +20,13 @@ for each codec against JPEG, the Bjøntegaard deltas over the fixed range
 0.25, 0.5 and 1.0 bpp, all computed per image and then averaged, and the
 command that re-runs it; with plotly installed, ``rd.html`` charts bpp
 against PSNR and SSIM.
+
+The (codec, image) pairs run on ``--jobs N`` processes or, with ``--engine
+ray``, on a Ray cluster (:mod:`svdk.engine`); every engine writes the same
+files, timings aside. An image that cannot be read is named on stderr and in
+``summary.json`` (``failed``), the others are benchmarked, and the exit
+status is 1. ``--resume`` keeps what a stopped run of the same ``--out``
+finished (``partial.jsonl`` there).
 """
 
 from __future__ import annotations

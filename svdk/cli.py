@@ -4,6 +4,10 @@ Every command takes many inputs, reports one line (or one JSON record with
 ``--json``) per file, keeps going when a file fails, and exits with status 1
 if any failed (2 for a bad command line). Errors are one line on stderr;
 set ``SVDK_DEBUG=1`` to see Python tracebacks.
+
+``compress`` spreads many inputs over ``--jobs N`` processes (default: the
+usable cores) or a Ray cluster (``--engine ray``, :mod:`svdk.engine`), with
+the same output bytes and the same lines, in input order.
 """
 
 from __future__ import annotations
