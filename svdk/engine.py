@@ -18,8 +18,9 @@ Failures never sink the run:
   that item's place;
 - a worker process that dies (killed, out of memory, a crash in native
   code) is replaced and its items are run again: by the local engine up to
-  ``retries`` times per item, by Ray Data as its tasks are (Ray Data retries
-  a task whose worker died without limit); an item is never yielded twice.
+  ``retries`` times per item (then the item is a :class:`Failure`), by Ray
+  Data as its tasks are (Ray Data retries a task whose worker died without
+  limit); an item is never yielded twice.
 
 Errors the user causes before any work starts raise :class:`EngineError`
 (a :class:`svdk.OptionError`): Ray not installed, a cluster that does not
@@ -223,7 +224,11 @@ def _context():
 
 
 def _pool(func, items, jobs: int, retries: int):
-    """A process pool; a pool broken by a dead worker is replaced and its items rerun."""
+    """A process pool; a pool broken by a dead worker is replaced and its items rerun.
+
+    Every item that was running when the pool broke is run again, alone, so
+    that only the item that kills its worker uses up its ``retries``.
+    """
     todo = list(range(len(items)))  # in order, not yet submitted
     attempts = [0] * len(items)
     while todo:
@@ -233,9 +238,17 @@ def _pool(func, items, jobs: int, retries: int):
         try:
             while todo or running:
                 while todo and len(running) < 2 * jobs and not broken:
+                    # an item run again after a crash runs alone, so that a crash is its own
+                    if running and (attempts[todo[0]] > 0 or any(attempts[i] > 1 for i in running.values())):
+                        break
+                    try:
+                        future = pool.submit(_call, func, items[todo[0]])
+                    except BrokenProcessPool:  # a worker died before a future said so
+                        broken = True
+                        break
                     index = todo.pop(0)
                     attempts[index] += 1
-                    running[pool.submit(_call, func, items[index])] = index
+                    running[future] = index
                 if not running:
                     break
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)

@@ -121,6 +121,18 @@ def test_a_dead_local_worker_is_replaced_and_its_items_rerun(tmp_path):
     assert sorted(finished) == list(range(8))  # each reported once
 
 
+def _always_die_on_two(x: int) -> int:
+    if x == 2:
+        os._exit(1)
+    return 10 * x
+
+
+def test_an_item_that_always_kills_its_worker_fails_alone():
+    got = list(map_images(_always_die_on_two, range(6), jobs=2, retries=1))
+    assert [v for i, v in got if i != 2] == [0, 10, 30, 40, 50]  # the others ran with it, and again
+    assert got[2] == (2, Failure("the worker process died while working on it (2 attempts)", "WorkerDied"))
+
+
 @pytest.mark.slow
 def test_a_ray_worker_killed_mid_run_is_retried(tmp_path, local_ray):
     marker = tmp_path / "died"
