@@ -2,7 +2,7 @@
 
 1. BSDS500 (``--data``: a folder of train/val/test images or a Hub dataset
    id) resized to 256x256; labels from the codec's exact ``quality`` policy at
-   each target of the grid (cached, 2 processes); one brightness-changed copy
+   each target of the grid (cached; ``--jobs`` processes or ``--engine ray``); one brightness-changed copy
    of every train+val image, with its label recomputed.
 2. ``--folds`` K-fold cross-validation on train+val, grouped by source image
    (a brightness copy never sits in another fold than its source). Each fold
@@ -36,6 +36,16 @@ import numpy as np
 __all__ = ["main"]
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     from .data import DEFAULT_DATA
 
@@ -52,7 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-brightness", action="store_true", help="no brightness copies")
     p.add_argument("--data", default=str(DEFAULT_DATA), help=f"folder or Hub dataset id (default {DEFAULT_DATA})")
     p.add_argument("--limit", type=int, help="use only the first N images of each split (quick runs, tests)")
-    p.add_argument("--processes", type=int, default=2, help="processes for the labels")
+    p.add_argument("--jobs", "--processes", dest="processes", type=_positive, default=None, metavar="N",
+                   help="workers for the labels (default: the usable cores)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="where the labels run: local processes (default) or a Ray cluster (pip install 'svdk[ray]')")
+    p.add_argument("--address", metavar="HOST:PORT",
+                   help="the Ray cluster's head for --engine ray (default $RAY_ADDRESS, else a local Ray)")
     p.add_argument("--cache", help="label cache folder (default runs/cache or $SVDK_CACHE)")
     p.add_argument("--out", help="run folder (default runs/ARCH[-features])")
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
@@ -193,13 +208,16 @@ def model_input_time(predictor, image, n):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.address and args.engine != "ray":
+        parser.error("--address goes with --engine ray")
     if args.features and args.arch == "seed":
         print("error: --features goes with --arch compact", file=sys.stderr)
         return 2
     from .data import DataError, load_images
     from .evaluate import build, cv_summary, folds, mae_per_target, test_metrics, to_ranks
-    from .labels import LabelStore, TARGETS, code_hash
+    from .labels import LabelError, LabelStore, TARGETS, code_hash
     from .models import OUTPUT_KIND
     import svdk
     from svdk.predictor import FEATURE_NAMES, INPUT_SHAPE, MODEL_FORMAT, MODEL_VERSION, RankPredictor, export_litert
@@ -213,11 +231,15 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    store = LabelStore(args.cache, TARGETS, processes=args.processes)
+    store = LabelStore(args.cache, TARGETS, processes=args.processes, engine=args.engine, address=args.address)
     tv_items = items["train"] + items["val"]
-    tv = build(tv_items, store, brightness=not args.no_brightness, desc="train+val labels")
-    test = build(items["test"], store, brightness=False, desc="test labels")
-    beta, beta_info = _resolution_exponent(tv_items, store, TARGETS)
+    try:
+        tv = build(tv_items, store, brightness=not args.no_brightness, desc="train+val labels")
+        test = build(items["test"], store, brightness=False, desc="test labels")
+        beta, beta_info = _resolution_exponent(tv_items, store, TARGETS)
+    except (svdk.OptionError, LabelError) as exc:  # Ray missing or unreachable, a label that failed
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     kind = OUTPUT_KIND[args.arch]
     tf, keras = _setup_tf(args.seed)
 
