@@ -159,7 +159,9 @@ def publish(
     from svdk.predictor import ModelError, RankPredictor, describe_error
 
     try:
-        predictor = RankPredictor.load(run / "model.keras")
+        predictor = RankPredictor.load(run / "model.keras", runtime="keras")
+        if (run / "model.tflite").is_file():  # uploaded only if it is the file model.json vouches for
+            RankPredictor.load(run / "model.keras", runtime="litert")
         card = render_card(repo_id, predictor.config, metrics, rd_data, report_data)
     except (ModelError, CardError) as exc:
         raise PublishError(str(exc)) from None

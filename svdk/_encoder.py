@@ -69,6 +69,11 @@ class Encoded:
     measured: dict | None = None
 
     @property
+    def plane_names(self) -> tuple[str, ...]:
+        """The planes ``ranks`` and ``components`` are given for: ``("Y", "Cb", "Cr")``, ``("R", "G", "B")`` or ``("gray",)``."""
+        return _PLANE_NAMES[self.mode]
+
+    @property
     def nbytes(self) -> int:
         return len(self.data)
 
@@ -133,6 +138,24 @@ class Encoder:
     rgb mode. In the tiled layout the number is how many components a plane
     keeps, summed over its tiles.
 
+    Attributes
+    ----------
+    pixels : svdk.Pixels
+        The image as loaded.
+    mode, subsampled, tile, layout, width, height, plane_names
+        What is coded, as the file's header will say.
+    planes : list
+        One object per coded plane (the rank policies' view of it:
+        ``max_rank``, ``search_start``, ``candidates()``, ``energy_total``,
+        ``singular_values(k)``, ``shape``, ``data``). A policy registered
+        with :func:`svdk.policies.register` may read them; their classes are
+        svdk's own and may change between versions.
+    evaluations : int
+        Decoded candidates measured so far (:meth:`score`), plus the trial
+        files the ``size`` policy packs.
+    notes : list of str
+        What was done to the image (a grayscale image coded as one plane...).
+
     Examples
     --------
     >>> import svdk
@@ -185,7 +208,6 @@ class Encoder:
             )
         data = to_planes(pixels.color, mode, subsampled)
         self.planes = [TiledPlane(p, tile) for p in data] if tile else [Plane(p, qstep) for p in data]
-        #: SSIM/PSNR evaluations of decoded candidates so far (:meth:`score`)
         self.evaluations = 0
         self._scorers: dict[tuple[int, str], Scorer] = {}
 
@@ -212,6 +234,11 @@ class Encoder:
         every component above the same threshold (chroma:
         ``CHROMA_TAU_FRACTION`` of it).
         """
+        top = self.max_ranks[0]
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= top:
+            what = "component count" if self.tile else "rank"
+            raise OptionError(f"{what} must be in [1, {top}] for this image; got {k!r}")
+        k = int(k)
         if self.tile:
             tau = self.planes[0].tau(k)
             scale = CHROMA_TAU_FRACTION if self.mode == "ycbcr" else 1.0
@@ -299,7 +326,7 @@ class Encoder:
         scorer = self._scorers[key]
         return scorer.ssim(decoded) if metric == "ssim" else scorer.psnr(decoded)
 
-    def spectrum(self, plane: int = 0) -> np.ndarray:
+    def spectrum(self, *, plane: int = 0) -> np.ndarray:
         """Every singular value of a plane, largest first.
 
         Global layout: the plane's singular values (from the Gram matrix's

@@ -46,10 +46,12 @@ from typing import Callable
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
+from ._errors import SvdkError
+
 __all__ = [
     "CODECS",
     "BenchError",
-    "load_image",
+    "read_image",
     "find_images",
     "bd_psnr",
     "bd_rate",
@@ -208,11 +210,11 @@ def psnr_at(bpp, psnr, target: float) -> float:
 # running
 
 
-class BenchError(ValueError):
+class BenchError(SvdkError):
     """An image of the benchmark that cannot be read; the message names it."""
 
 
-def load_image(path: Path) -> np.ndarray:
+def read_image(path: Path) -> np.ndarray:
     """The RGB pixels of a benchmark image, as every codec of the benchmark gets them."""
     from PIL import Image
 
@@ -252,7 +254,7 @@ def _code_one(args):
     warnings.simplefilter("ignore", SvdkWarning)
     codec_name, path, points = args
     codec = codecs()[codec_name]
-    image = load_image(Path(path))
+    image = read_image(Path(path))
     npx = image.shape[0] * image.shape[1]
     rows = {k: [] for k in _KEYS}
     for p in sweep_points(codec, points):

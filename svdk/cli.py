@@ -202,10 +202,9 @@ def _cmd_compress(src: str, args, emit) -> None:
 
 def _ranks_text(enc) -> str:
     """``ranks Y=64 Cb=16 Cr=16``, or the components kept in the tiled layout."""
-    names = {"gray": ("gray",), "rgb": ("R", "G", "B"), "ycbcr": ("Y", "Cb", "Cr")}[enc.mode]
     if enc.layout == "tiled":
-        return "components " + " ".join(f"{n}={k}" for n, k in zip(names, enc.components))
-    return "ranks " + " ".join(f"{n}={k}" for n, k in zip(names, enc.ranks))
+        return "components " + " ".join(f"{n}={k}" for n, k in zip(enc.plane_names, enc.components))
+    return "ranks " + " ".join(f"{n}={k}" for n, k in zip(enc.plane_names, enc.ranks))
 
 
 def _how(enc) -> str:
@@ -288,8 +287,9 @@ def _cmd_compare(src: str, args, emit) -> None:
 def _native_stderr_silenced():
     """Send what native code writes to file descriptor 2 to /dev/null meanwhile.
 
-    TensorFlow's C++ start-up lines (absl, oneDNN) ignore
-    ``TF_CPP_MIN_LOG_LEVEL``; a command-line user should see svdk's lines only.
+    The predictor's runtimes write native start-up lines (LiteRT's XNNPACK
+    delegate, TensorFlow's absl and oneDNN lines, which ignore
+    ``TF_CPP_MIN_LOG_LEVEL``); a command-line user should see svdk's lines only.
     Python's own writes (warnings, log records such as the model source
     that was not used) still reach the terminal through ``sys.stderr``,
     which points at the real stderr meanwhile.
@@ -326,14 +326,13 @@ def _load_predictor_quietly() -> None:
     if _PREDICTOR_READY:
         return
     _PREDICTOR_READY = True
-    import numpy as np
 
     from ._errors import SvdkError
     from .predictor import default_predictor
 
     with _native_stderr_silenced():
         try:
-            default_predictor().predict(np.full((64, 64, 3), 128, np.uint8), 0.9)
+            default_predictor().warm_up()
         except SvdkError:
             pass  # each file then reports the error on its own line
 

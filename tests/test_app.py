@@ -476,7 +476,7 @@ def test_compress_endpoint_reports_bad_input_and_keeps_serving(client, tmp_path)
 
 def test_the_cnn_runs_once_per_request(monkeypatch):
     """The prediction the page shows is the one the policy used: one forward pass."""
-    pytest.importorskip("keras")
+    pytest.importorskip("ai_edge_litert")
     from demo.model import load_model
 
     model = load_model()
@@ -489,3 +489,21 @@ def test_the_cnn_runs_once_per_request(monkeypatch):
     assert len(calls) == 1
     assert report.policy == "cnn" and report.predicted == report.encoded.predicted_rank is not None
     assert report.to_dict()["svdk"]["predicted_rank"] == report.predicted
+
+
+def test_a_long_thin_image_that_downscaling_would_make_too_small_is_refused():
+    wide = np.full((10, 120_000, 3), 128, np.uint8)  # 1.2 MP: brought to 1 MP it would be 9 pixels high
+    with pytest.raises(AppError, match="under 8 pixels on a side"):
+        prepare(wide, limit=100_000)
+
+
+def test_a_model_that_cannot_load_is_described_without_server_details(monkeypatch, caplog):
+    from demo import model as demo_model
+
+    def broken():
+        raise svdk.predictor.ModelError("/srv/secret/path/model.keras: no such model file; reinstall svdk")
+
+    monkeypatch.setattr(svdk.predictor, "default_predictor", broken)
+    m = demo_model.load_model()
+    assert m.predictor is None and "/srv" not in m.description and "server log" in m.description
+    assert "/srv/secret/path/model.keras" in caplog.text

@@ -16,7 +16,7 @@ import svdk
 from svdk._codec import reconstruct, to_uint8
 from svdk.predictor import DEFAULT_MODEL, ModelError, RankPredictor, luma
 
-keras = pytest.importorskip("keras", reason="the rank predictor needs pip install 'svdk[model]'")
+keras = pytest.importorskip("keras", reason="these tests load Keras models: pip install 'svdk[keras]'")
 
 IMAGES = ("astronaut", "coffee", "camera")
 
@@ -286,3 +286,21 @@ def test_a_litert_file_that_outputs_nan_fails_the_export_check():
     zero = lambda *inputs: np.zeros((1, 5))  # noqa: E731
     assert largest_difference(zero, nan, 8, n=3) == float("inf")
     assert largest_difference(zero, zero, 8, n=3) == 0.0
+
+
+def test_a_litert_file_the_configuration_does_not_vouch_for_never_runs(tmp_path):
+    """A stale model.tflite left beside a new model (no litert_sha256 in its JSON) is not used."""
+    pytest.importorskip("ai_edge_litert")
+    import json
+    import shutil
+
+    from svdk.predictor import DEFAULT_MODEL, ModelError, RankPredictor
+
+    for suffix in (".keras", ".tflite"):
+        shutil.copy(DEFAULT_MODEL.with_suffix(suffix), tmp_path / f"m{suffix}")
+    config = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    del config["litert_sha256"]
+    (tmp_path / "m.json").write_text(json.dumps(config))
+    assert RankPredictor.load(tmp_path / "m.keras").runtime == "keras"
+    with pytest.raises(ModelError, match="records no litert_sha256"):
+        RankPredictor.load(tmp_path / "m.keras", runtime="litert")

@@ -11,12 +11,12 @@ luma rank, :meth:`svdk.Encoder.ranks_for`).
 
 Labels are cached on disk (``runs/cache`` by default, or ``$SVDK_CACHE``),
 in one JSON file per *code hash*: the SHA-256 of the whole source of every
-svdk module a label's computation runs through (:data:`LABEL_MODULES`:
-image loading, colour conversion, SVD, quantization, the encoder, the
-policies, SSIM), of this file, and of the target grid. A change anywhere in
-those modules starts a new cache, even one that does not change a label.
-Outcomes (file bytes and SSIM at a given rank) have their own file, whose
-hash adds the byte layout and the entropy coder. Entries are keyed by a hash of the exact input pixels, so a change in
+svdk module a label's computation can run (:func:`label_modules`, found by
+following the encoder's imports: image loading, colour conversion, SVD,
+quantization, the policies, SSIM, the file format), of this file, and of the
+target grid. A change anywhere in those modules starts a new cache, even one
+that does not change a label. Outcomes (file bytes and SSIM at a given rank)
+have their own file, keyed the same way. Entries are keyed by a hash of the exact input pixels, so a change in
 resizing or augmentation can never reuse a stale label. Work is spread over
 processes (2 by default) or a Ray cluster by :func:`svdk.engine.map_images`;
 the cache is saved every 200 labels (and every minute), so a stopped run
@@ -32,6 +32,7 @@ needs (``--data``, ``--limit`` and ``--no-brightness`` as for
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -65,10 +66,28 @@ BRIGHTNESS = (0.7, 1.3)
 
 _SVDK = Path(svdk.__file__).resolve().parent
 DEFAULT_CACHE = Path(__file__).resolve().parent.parent / "runs" / "cache"
-#: The svdk modules a label's computation runs through (hashed whole).
-LABEL_MODULES = ("_errors.py", "_image.py", "_codec.py", "_tiled.py", "_encoder.py", "policies.py", "metrics.py")
-#: What an outcome adds: the byte layout and its entropy coder.
-OUTCOME_MODULES = ("format.py", "_entropy.py")
+
+
+def label_modules() -> list[Path]:
+    """The svdk modules a label's computation can run, read from the code.
+
+    ``svdk/_encoder.py`` (the encoder and its policies) and every svdk
+    module it imports, transitively: a new module the codec starts using
+    is in the cache key without anyone listing it.
+    """
+    todo, seen = ["_encoder"], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for node in ast.walk(ast.parse((_SVDK / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                for module in [node.module] if node.module else [alias.name for alias in node.names]:
+                    module = module.split(".")[0]
+                    if (_SVDK / f"{module}.py").is_file():
+                        todo.append(module)
+    return sorted(_SVDK / f"{name}.py" for name in seen)
 
 
 def _hash_files(paths, extra: bytes = b"") -> str:
@@ -79,14 +98,13 @@ def _hash_files(paths, extra: bytes = b"") -> str:
 
 
 def code_hash(targets=TARGETS) -> str:
-    """Hash of the code (and target grid) that makes the labels."""
-    files = [_SVDK / name for name in LABEL_MODULES] + [Path(__file__)]
-    return _hash_files(files, json.dumps([float(t) for t in targets]).encode())
+    """Hash of the code (and target grid) that makes the labels: :func:`label_modules` and this file."""
+    return _hash_files([*label_modules(), Path(__file__)], json.dumps([float(t) for t in targets]).encode())
 
 
 def outcome_hash() -> str:
-    """Hash of the code that makes rank outcomes: the labels' code plus the file format."""
-    return _hash_files([_SVDK / name for name in OUTCOME_MODULES], code_hash(()).encode())
+    """Hash of the code that makes rank outcomes (the same modules: packing a file is in them)."""
+    return _hash_files([], b"outcomes:" + code_hash(()).encode())
 
 
 def pixel_key(pixels: np.ndarray) -> str:

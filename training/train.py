@@ -296,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         "label_code_hash": code_hash(TARGETS),
         "keras_version": keras.__version__,
     }
+    (out / "model.tflite").unlink(missing_ok=True)  # an earlier run's LiteRT file must not outlive its model
     (out / "model.json").write_text(json.dumps(config, indent=2) + "\n")
     export_litert(model_path)  # model.tflite beside it (and litert_sha256 in model.json): prediction without TensorFlow
     predictor = RankPredictor.load(model_path)

@@ -59,13 +59,15 @@ A model is a Keras 3 ``.keras`` file plus a JSON configuration with the same
 stem (``compact.keras`` + ``compact.json``). The configuration names the
 format (``svdk-rank-predictor``), its version, the input shape, the target
 grid, the feature list (for the variant with hand-crafted features) and the
-resolution exponents. :meth:`RankPredictor.load` checks all of them and
-raises :class:`ModelError` naming the file and what was expected.
+resolution exponents, and ``litert_sha256``: the sha256 of the LiteRT file
+(``compact.tflite``) beside it, the same network for the light runtime.
+:meth:`RankPredictor.load` checks all of them and raises
+:class:`ModelError` naming the file and what was expected.
 
 Where the model comes from
 --------------------------
 :meth:`RankPredictor.from_pretrained` takes a local folder (holding
-``model.keras`` and ``model.json``, as ``python -m training.train`` writes
+``model.keras``, ``model.tflite`` and ``model.json``, as ``python -m training.train`` writes
 them) or a Hugging Face Hub repo id, optionally at a pinned revision; the Hub
 files are downloaded through ``huggingface_hub`` (imported only then) into its
 cache. A downloaded file whose checksum differs from the one the Hub announced

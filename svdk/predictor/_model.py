@@ -17,7 +17,7 @@ from ._litert import TOLERANCE, LiteModel, available as litert_available, conver
 RUNTIMES = ("auto", "litert", "keras")
 
 
-def _runtime(path: Path, runtime: str | None) -> str:
+def _runtime(path: Path, config: dict, runtime: str | None) -> str:
     """The runtime that will run the model at ``path``: ``"litert"`` or ``"keras"``."""
     asked = runtime or os.environ.get("SVDK_PREDICTOR_RUNTIME") or "auto"
     if asked not in RUNTIMES:
@@ -26,8 +26,14 @@ def _runtime(path: Path, runtime: str | None) -> str:
     if asked == "litert":
         if not lite.is_file():
             raise ModelError(f"{lite}: missing; export it with 'python -m training.export {path}', or use the Keras runtime")
+        if not config.get("litert_sha256"):
+            raise ModelError(
+                f"{config_path(path)} records no litert_sha256, so {lite.name} cannot be checked against this "
+                f"model; export it again with 'python -m training.export {path}'"
+            )
         return "litert"
-    if asked == "auto" and lite.is_file() and litert_available():
+    # only a LiteRT file the configuration vouches for: a stale one left beside a new model must not run
+    if asked == "auto" and lite.is_file() and config.get("litert_sha256") and litert_available():
         return "litert"
     return "keras"
 
@@ -117,7 +123,7 @@ class RankPredictor:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ModelError(f"{cfg_path}: not a readable JSON configuration ({exc})") from None
         check_config(config, cfg_path)
-        runtime = _runtime(path, runtime)
+        runtime = _runtime(path, config, runtime)
         if runtime == "litert":
             model = LiteModel(lite_path(path), config)
         else:
@@ -156,7 +162,7 @@ class RankPredictor:
         A path that exists always wins over a Hub repo id; ``"shipped"``
         names the model shipped with svdk (as :meth:`shipped`), from any
         folder. Anything else is taken as a Hub repo id (``OWNER/NAME``):
-        ``model.json`` and ``model.keras`` at ``revision``
+        ``model.json``, ``model.keras`` and (when the repo has it) ``model.tflite`` at ``revision``
         (a commit id, tag or branch; default ``main``) are downloaded into the
         Hugging Face cache (``cache_dir``, default ``HF_HUB_CACHE``) from
         ``endpoint`` (default ``HF_ENDPOINT``, else huggingface.co). When the
@@ -228,7 +234,10 @@ class RankPredictor:
         """Where this model came from, in one line (for logs and the app)."""
         src = self.source
         sha = f"weights sha256 {src['sha256'][:12]}" if src.get("sha256") else "weights sha256 unknown"
-        sha += ", LiteRT" if self.runtime == "litert" else ", Keras"
+        if self.runtime == "litert":
+            sha += f", run with LiteRT from {lite_path(self.path).name} (sha256 {self.config['litert_sha256'][:12]})"
+        else:
+            sha += ", run with Keras"
         if src["source"] in ("hub", "cache"):
             where = "the Hugging Face Hub" if src["source"] == "hub" else "the local Hugging Face cache"
             return f"rank predictor {src['repo']} at {src['revision'] or 'an unknown revision'} from {where} ({sha})"
@@ -302,6 +311,10 @@ class RankPredictor:
         logk = self.log_ranks(resize_work(color))
         logk = logk + self.beta * math.log(math.sqrt(h * w) / WORK_SIZE)
         return self.targets, np.maximum.accumulate(logk)
+
+    def warm_up(self) -> None:
+        """Run the network once on a grey image, so that the first real prediction pays no set-up cost."""
+        self.predict(np.full((64, 64, 3), 128, np.uint8), 0.9)
 
     def predict(self, image: ImageLike, target: float) -> int:
         """The predicted luma rank of ``image`` for SSIM ``target``.
