@@ -235,9 +235,9 @@ class RankPredictor:
         src = self.source
         sha = f"weights sha256 {src['sha256'][:12]}" if src.get("sha256") else "weights sha256 unknown"
         if self.runtime == "litert":
-            sha += f", run with LiteRT from {lite_path(self.path).name} (sha256 {self.config['litert_sha256'][:12]})"
+            sha += f"; run with LiteRT, {lite_path(self.path).name} sha256 {self.config['litert_sha256'][:12]}"
         else:
-            sha += ", run with Keras"
+            sha += "; run with Keras"
         if src["source"] in ("hub", "cache"):
             where = "the Hugging Face Hub" if src["source"] == "hub" else "the local Hugging Face cache"
             return f"rank predictor {src['repo']} at {src['revision'] or 'an unknown revision'} from {where} ({sha})"
