@@ -48,7 +48,7 @@ def _one(task):
     warnings.simplefilter("ignore", svdk.SvdkWarning)
     run, codec_name, path, sweep, committed = task
     codec = bench.codecs()[codec_name]
-    image = bench.load_image(Path(path))
+    image = bench.read_image(Path(path))
     npx = image.shape[0] * image.shape[1]
     out = {}
     for i, (p, bpp) in enumerate(zip(sweep, committed)):
@@ -88,12 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     with ProcessPoolExecutor(args.jobs) as pool:
         for part in pool.map(_one, list(tasks(_data_dir())), chunksize=4):
             found.update(part)
-    bad = sorted(k for k, (_, same) in found.items() if not same)
+    bad = {k for k, (_, same) in found.items() if not same}
     if args.write:
         args.write.write_text(json.dumps({k: h for k, (h, _) in found.items()}, indent=0, sort_keys=True))
     if args.check:
         before = json.loads(args.check.read_text())
-        bad += sorted(k for k in set(before) | set(found) if before.get(k) != found.get(k, (None,))[0])
+        bad |= {k for k in set(before) | set(found) if before.get(k) != found.get(k, (None,))[0]}
+    bad = sorted(bad)
     print(f"{len(found)} points re-encoded; {len(bad)} differ")
     for k in bad[:50]:
         print("  differs:", k)

@@ -3,7 +3,7 @@
 Every figure the README quotes comes from a JSON file in ``results/``, made
 by the command named in that file; this script only formats them, so the
 README can be checked against (or regenerated from) the JSON at any time.
-``--only NAME`` prints one table (speed, rd, rd-bsds500, predictor, kodak, app);
+``--only NAME`` prints one table (speed, rd, rd-bsds500, predictor, kodak, coding, app, cli);
 ``--write README.md`` replaces, in that file, the text between each
 ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` with the table.
 """
@@ -202,6 +202,32 @@ def app() -> str:
     ])
 
 
+def cli() -> str:
+    d = _load("cli_speed.json")
+    if d is None:
+        return ""
+    m, r = d["median_s"], d["ratio_to_pillow_jpeg"]
+    target = d["ratio_cnn_litert_to_quality"]
+    labels = {
+        "quality": "`svdk compress photo.png` (default `quality` policy, exact search)",
+        "cnn (LiteRT)": "`... --policy cnn`, LiteRT (the default runtime)",
+        "cnn (Keras)": "`... --policy cnn`, `SVDK_PREDICTOR_RUNTIME=keras` (imports TensorFlow)",
+        "pillow jpeg": "reference: a Python process writing the photo as JPEG with Pillow",
+    }
+    out = [
+        f"`{d['command'].strip()}`, {d['machine']['cpu_count']} cores, one process per photo (start-up "
+        f"included), median over {len(d['images'])} Kodak images x {d['repeats']} runs:",
+        "",
+        "| command | wall time | ratio to Pillow's JPEG process |",
+        "|---|---|---|",
+    ]
+    out += [f"| {labels[name]} | {m[name]:.2f} s | {r[name]:.1f}x |" for name in labels]
+    ok = " (met)" if target["pass"] else " (**missed**)"
+    out += ["", f"`--policy cnn` with LiteRT takes {target['value']:.2f} times the default policy's time "
+            f"(target {target['target']}{ok}); with Keras {d['ratio_cnn_keras_to_quality']:.2f} times."]
+    return "\n".join(out)
+
+
 TABLES = {
     "speed": speed,
     "rd": rd,
@@ -210,6 +236,7 @@ TABLES = {
     "kodak": kodak,
     "coding": coding,
     "app": app,
+    "cli": cli,
 }
 
 

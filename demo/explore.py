@@ -96,7 +96,7 @@ class Explorer:
         self.ranks = tuple(int(r) for r in encoded.components)
         self.scorer = scorer
         self.folder = folder
-        s = np.asarray(encoder.spectrum(0), dtype=np.float64)
+        s = np.asarray(encoder.spectrum(plane=0), dtype=np.float64)
         self.singular_values = s  # for the chart
         self.spectrum_label = label
         energy = np.cumsum(s * s)

@@ -166,7 +166,14 @@ def prepare(source, *, limit: int | None = None) -> Prepared:
             f"{MIN_SIDE} pixels on each side (SSIM uses a 7x7 window)"
         )
     notes = list(pixels.notes)
+    original = f"{pixels.width}x{pixels.height}"
     pixels, note = _downscale(pixels, limit)
+    if min(pixels.width, pixels.height) < MIN_SIDE:  # a very long, thin image shrinks below the window
+        raise AppError(
+            f"the image is {original}: brought down to the app's {limit / 1e6:g} megapixels it would be "
+            f"{pixels.width}x{pixels.height}, under {MIN_SIDE} pixels on a side; crop it, or use the svdk "
+            "command line, which takes it at full size"
+        )
     if note:
         notes.append(note)
     if pixels.alpha is not None:

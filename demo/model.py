@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass
 
-import numpy as np
 
 import svdk
 
 __all__ = ["Model", "load_model"]
+
+log = logging.getLogger("svdk.app")
 
 
 @dataclass
@@ -27,10 +30,11 @@ def load_model() -> Model:
     """
     try:
         p = svdk.predictor.default_predictor()
-    except svdk.SvdkError as exc:
-        return Model(None, f"no rank predictor ({exc}); automatic rank uses the exact SSIM search")
-    try:  # the first prediction traces the network: do it now, not in a request
-        p.predict(np.full((64, 64, 3), 128, np.uint8), 0.9)
-    except Exception as exc:  # a broken model must not stop the app
-        return Model(None, f"the rank predictor failed a test prediction ({exc}); automatic rank uses the exact SSIM search")
-    return Model(p, p.describe())
+        p.warm_up()  # the first prediction's set-up: now, not in a request
+    except Exception as exc:  # a missing or broken model must not stop the app
+        # the reason (paths, what to reinstall) is for whoever runs the server, not for visitors
+        log.warning("no rank predictor: %s", svdk.predictor.describe_error(exc))
+        return Model(None, "no rank predictor could be loaded (the server log says why); "
+                           "automatic rank uses the exact SSIM search")
+    # the page names the model file, not where the server keeps it
+    return Model(p, p.describe().replace(str(p.path.parent) + os.sep, ""))

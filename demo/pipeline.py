@@ -234,7 +234,7 @@ def _spectrum(encoder: svdk.Encoder) -> tuple[np.ndarray, str]:
     label = {"ycbcr": "luma (Y)", "gray": "gray", "rgb": "red (R)"}[encoder.mode]
     if encoder.tile:
         label = f"{label}, all {encoder.tile}x{encoder.tile} tiles"
-    return encoder.spectrum(0), label
+    return encoder.spectrum(plane=0), label
 
 
 def _progressive(encoded, scorer: Scorer) -> list[Preview]:

@@ -4,11 +4,14 @@
 [--endpoint URL] [--token TOKEN] [--rd results/bench-kodak/summary.json] [--report results/predictor.json]``
 
 ``RUN_DIR`` is a folder made by ``python -m training.train --out RUN_DIR``
-(``model.keras``, ``model.json``, ``metrics.json``). The model is loaded with
+(``model.keras``, ``model.tflite``, ``model.json``, ``metrics.json``). The model is loaded with
 the same checks as :meth:`svdk.predictor.RankPredictor.load` before anything
 is sent. One commit then uploads:
 
 * ``model.keras``;
+* ``model.tflite``, when the run has it (every run of ``training.train``
+  does; ``python -m training.export RUN`` makes it for an older one): the
+  same network for LiteRT, so users predict without TensorFlow;
 * ``model.json``, the run's configuration plus ``weights_sha256`` (the sha256
   of ``model.keras``, which :meth:`~svdk.predictor.RankPredictor.from_pretrained`
   checks every download against);
@@ -104,6 +107,8 @@ def _token(given: str | None) -> str:
 
 def _stage(folder: Path, run: Path, config: dict, sha256: str, card: str) -> None:
     shutil.copy(run / "model.keras", folder / "model.keras")
+    if (run / "model.tflite").is_file():  # the LiteRT file: prediction without TensorFlow
+        shutil.copy(run / "model.tflite", folder / "model.tflite")
     shutil.copy(run / "metrics.json", folder / "metrics.json")
     (folder / "model.json").write_text(json.dumps({**config, "weights_sha256": sha256}, indent=2) + "\n")
     (folder / "README.md").write_text(card)
@@ -154,7 +159,9 @@ def publish(
     from svdk.predictor import ModelError, RankPredictor, describe_error
 
     try:
-        predictor = RankPredictor.load(run / "model.keras")
+        predictor = RankPredictor.load(run / "model.keras", runtime="keras")
+        if (run / "model.tflite").is_file():  # uploaded only if it is the file model.json vouches for
+            RankPredictor.load(run / "model.keras", runtime="litert")
         card = render_card(repo_id, predictor.config, metrics, rd_data, report_data)
     except (ModelError, CardError) as exc:
         raise PublishError(str(exc)) from None

@@ -68,6 +68,11 @@ check "it exits with status 0" "status $status; stderr ends: $(tail -n 3 "$work/
 check "it wrote a.svdk" "no a.svdk, or empty" [ -s a.svdk ]
 check "its output names the rank predictor shipped with svdk" "no 'shipped with svdk' in it" \
     grep -q 'shipped with svdk' <<<"$out"
+check "the model extra predicts with LiteRT" "no 'LiteRT' in it" grep -q 'LiteRT' <<<"$out"
+heavy=$("$py" -c '
+import importlib.util
+print(" ".join(m for m in ("tensorflow", "keras") if importlib.util.find_spec(m)))')
+check "the model extra installs no TensorFlow or Keras" "installed: $heavy" [ -z "$heavy" ]
 
 echo "wheel_check: \$ touch empty.png; svdk compress empty.png"
 touch empty.png

@@ -22,7 +22,7 @@ from ._encoder import Encoded, Encoder, decode, encode
 from ._errors import FormatError, ImageError, MissingFileError, OptionError, SvdkError, SvdkWarning
 from ._image import EXAMPLES, ImageLike, Pixels, load_image
 from .format import MAX_PIXELS
-from . import predictor  # registers the cnn and cnn-only policies; Keras loads only when used
+from . import predictor  # registers the cnn and cnn-only policies; the network's runtime loads only when used
 
 __version__ = "0.2.0"
 

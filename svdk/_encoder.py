@@ -69,6 +69,11 @@ class Encoded:
     measured: dict | None = None
 
     @property
+    def plane_names(self) -> tuple[str, ...]:
+        """The planes ``ranks`` and ``components`` are given for: ``("Y", "Cb", "Cr")``, ``("R", "G", "B")`` or ``("gray",)``."""
+        return _PLANE_NAMES[self.mode]
+
+    @property
     def nbytes(self) -> int:
         return len(self.data)
 
@@ -133,6 +138,24 @@ class Encoder:
     rgb mode. In the tiled layout the number is how many components a plane
     keeps, summed over its tiles.
 
+    Attributes
+    ----------
+    pixels : svdk.Pixels
+        The image as loaded.
+    mode, subsampled, tile, layout, width, height, plane_names
+        What is coded, as the file's header will say.
+    planes : list
+        One object per coded plane (the rank policies' view of it:
+        ``max_rank``, ``search_start``, ``candidates()``, ``energy_total``,
+        ``singular_values(k)``, ``shape``, ``data``). A policy registered
+        with :func:`svdk.policies.register` may read them; their classes are
+        svdk's own and may change between versions.
+    evaluations : int
+        Decoded candidates measured so far (:meth:`score`), plus the trial
+        files the ``size`` policy packs.
+    notes : list of str
+        What was done to the image (a grayscale image coded as one plane...).
+
     Examples
     --------
     >>> import svdk
@@ -162,7 +185,6 @@ class Encoder:
         tiled: bool = False,
         tile_size: int | None = None,
     ):
-        self._t0 = time.perf_counter()
         pixels = load_image(image)
         mode, subsampled, notes = _resolve_mode(pixels, mode, subsampling)
         if qstep is not None and (
@@ -186,7 +208,6 @@ class Encoder:
             )
         data = to_planes(pixels.color, mode, subsampled)
         self.planes = [TiledPlane(p, tile) for p in data] if tile else [Plane(p, qstep) for p in data]
-        #: SSIM/PSNR evaluations of decoded candidates so far (:meth:`score`)
         self.evaluations = 0
         self._scorers: dict[tuple[int, str], Scorer] = {}
 
@@ -213,6 +234,11 @@ class Encoder:
         every component above the same threshold (chroma:
         ``CHROMA_TAU_FRACTION`` of it).
         """
+        top = self.max_ranks[0]
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= top:
+            what = "component count" if self.tile else "rank"
+            raise OptionError(f"{what} must be in [1, {top}] for this image; got {k!r}")
+        k = int(k)
         if self.tile:
             tau = self.planes[0].tau(k)
             scale = CHROMA_TAU_FRACTION if self.mode == "ycbcr" else 1.0
@@ -264,8 +290,16 @@ class Encoder:
             tile=self.tile or 0,
         )
 
+    def _plane(self, plane) -> int:
+        if isinstance(plane, bool) or not isinstance(plane, (int, np.integer)) or not 0 <= plane < len(self.planes):
+            raise OptionError(
+                f"plane must be an index in [0, {len(self.planes) - 1}] ({', '.join(self.plane_names)}); got {plane!r}"
+            )
+        return int(plane)
+
     def reconstruct(self, k: int, *, plane: int = 0) -> np.ndarray:
         """Plane ``plane`` as the file at rank ``k`` decodes it (8-bit, before colour conversion)."""
+        plane = self._plane(plane)
         self.check_ranks(tuple(k if i == plane else 1 for i in range(len(self.planes))))
         return to_uint8(self.planes[plane].reconstruct(int(k)))
 
@@ -277,6 +311,7 @@ class Encoder:
         """
         if metric not in ("ssim", "psnr"):
             raise OptionError(f"unknown quality metric {metric!r}; use 'ssim' or 'psnr'")
+        plane = self._plane(plane)
         key = (plane, metric)
         if key not in self._scorers:
             scorer = Scorer(self.planes[plane].data, ssim=metric == "ssim")
@@ -291,7 +326,7 @@ class Encoder:
         scorer = self._scorers[key]
         return scorer.ssim(decoded) if metric == "ssim" else scorer.psnr(decoded)
 
-    def spectrum(self, plane: int = 0) -> np.ndarray:
+    def spectrum(self, *, plane: int = 0) -> np.ndarray:
         """Every singular value of a plane, largest first.
 
         Global layout: the plane's singular values (from the Gram matrix's
@@ -299,7 +334,7 @@ class Encoder:
         all tiles (tile means removed) in one sorted list, without those
         below ``1e-9`` of the largest (numerical noise).
         """
-        p = self.planes[plane]
+        p = self.planes[self._plane(plane)]
         if self.tile:
             return np.asarray(p.order[: p.max_count])
         return p.all_singular_values()

@@ -53,7 +53,8 @@ import numpy as np
 from PIL import Image, features
 from scipy.interpolate import PchipInterpolator
 
-from .metrics import Scorer
+from ._errors import OptionError
+from .metrics import Scorer, colour_channels
 
 __all__ = [
     "CODECS",
@@ -113,14 +114,6 @@ def available() -> list[str]:
     return have
 
 
-def _colour(image: np.ndarray) -> np.ndarray:
-    if image.ndim == 3 and image.shape[2] in (2, 4):
-        image = image[..., :-1]
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[..., 0]
-    return np.ascontiguousarray(image)
-
-
 def decode(data: bytes, gray: bool) -> np.ndarray:
     with Image.open(io.BytesIO(data)) as im:
         return np.asarray(im.convert("L" if gray else "RGB"))
@@ -136,12 +129,12 @@ def encode(image: np.ndarray, codec: str, quality: int | None = None, *, decode:
     a search that only needs sizes skips the decoding.
     """
     if codec not in available():
-        raise ValueError(f"codec {codec!r} is not available here; available: {', '.join(available())}")
-    image = _colour(image)
+        raise OptionError(f"codec {codec!r} is not available here; available: {', '.join(available())}")
+    image = colour_channels(image)
     if codec != "png":
         lo, hi = QUALITIES[codec]
         if quality is None or not lo <= quality <= hi:
-            raise ValueError(f"{codec} quality must be in [{lo}, {hi}]; got {quality}")
+            raise OptionError(f"{codec} quality must be in [{lo}, {hi}]; got {quality}")
     data = _ENCODERS[codec](image, quality)
     pixels = _decode(data, image.ndim == 2) if decode else None
     return Coded(codec, quality if codec != "png" else None, data, pixels)
@@ -171,15 +164,16 @@ class Probe:
     A probe keeps each file's bytes and scores, never decoded pixels: a
     file is decoded only when it is scored (the size search needs none), and
     each quality is scored once. Scoring takes a :class:`svdk.metrics.Scorer`
-    of the image (large, so no probe keeps one). Probes are safe to share
-    between threads that ask for different qualities of the same image.
+    of the image (large, so no probe keeps one). Threads may share a probe:
+    two asking for the same quality at once both encode it (the work is
+    done twice, the result is the same).
     """
 
     def __init__(self, codec: str, colour: np.ndarray):
         if codec not in QUALITIES:
-            raise ValueError(f"codec must be one of {', '.join(QUALITIES)}; got {codec!r}")
+            raise OptionError(f"codec must be one of {', '.join(QUALITIES)}; got {codec!r}")
         self.codec = codec
-        self.colour = _colour(colour)
+        self.colour = colour_channels(colour)
         self.lo, self.hi = QUALITIES[codec]
         self._coded: dict[int, Coded] = {}  # decoded is None
         self._scores: dict[int, tuple[float, float]] = {}
@@ -230,6 +224,9 @@ class Probe:
 
     def match_ssim(self, target: float, scorer: Scorer) -> int | None:
         """The quality of the same-SSIM file (see the module's definitions); None: not even the highest."""
+        if scorer.win is None:
+            h, w = self.colour.shape[:2]
+            raise OptionError(f"SSIM is undefined for a {w}x{h} image (a side under 3 pixels): match by size instead")
         ssim = lambda q: self.score(q, scorer)[1]  # noqa: E731
         start = {q: ssim(q) for q in START_QUALITIES if self.lo <= q <= self.hi}
         q = first_reaching(ssim, target, self.lo, self.hi, start, scale="ssim")

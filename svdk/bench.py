@@ -20,6 +20,13 @@ for each codec against JPEG, the Bjøntegaard deltas over the fixed range
 0.25, 0.5 and 1.0 bpp, all computed per image and then averaged, and the
 command that re-runs it; with plotly installed, ``rd.html`` charts bpp
 against PSNR and SSIM.
+
+The (codec, image) pairs run on ``--jobs N`` processes or, with ``--engine
+ray``, on a Ray cluster (:mod:`svdk.engine`); every engine writes the same
+files, timings aside. An image that cannot be read is named on stderr and in
+``summary.json`` (``failed``), the others are benchmarked, and the exit
+status is 1. ``--resume`` keeps what a stopped run of the same ``--out``
+finished (``partial.jsonl`` there).
 """
 
 from __future__ import annotations
@@ -32,7 +39,6 @@ import platform
 import shlex
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -40,10 +46,12 @@ from typing import Callable
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
+from ._errors import SvdkError
+
 __all__ = [
     "CODECS",
     "BenchError",
-    "load_image",
+    "read_image",
     "find_images",
     "bd_psnr",
     "bd_rate",
@@ -202,11 +210,11 @@ def psnr_at(bpp, psnr, target: float) -> float:
 # running
 
 
-class BenchError(ValueError):
+class BenchError(SvdkError):
     """An image of the benchmark that cannot be read; the message names it."""
 
 
-def load_image(path: Path) -> np.ndarray:
+def read_image(path: Path) -> np.ndarray:
     """The RGB pixels of a benchmark image, as every codec of the benchmark gets them."""
     from PIL import Image
 
@@ -246,7 +254,7 @@ def _code_one(args):
     warnings.simplefilter("ignore", SvdkWarning)
     codec_name, path, points = args
     codec = codecs()[codec_name]
-    image = load_image(Path(path))
+    image = read_image(Path(path))
     npx = image.shape[0] * image.shape[1]
     rows = {k: [] for k in _KEYS}
     for p in sweep_points(codec, points):
@@ -316,38 +324,86 @@ def summarize(results: dict[str, dict], reference: str = "jpeg") -> dict:
     return out
 
 
+#: Results of finished (codec, image) pairs, one JSON line each, kept while a run
+#: is going so that ``--resume`` can pick up where a stopped run left off.
+PARTIAL = "partial.jsonl"
+
+
+def _partial_key(job) -> str:
+    name, path, points = job
+    p = Path(path)
+    return json.dumps([name, p.name, p.stat().st_size, points])
+
+
 def run(
     images: list[Path],
     names: list[str],
     out_dir: Path,
-    workers: int = 2,
+    workers: int | None = 2,
     progress: bool = True,
     *,
     points: int | None = None,
     command: str | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    resume: bool = False,
 ) -> dict:
     """Benchmark ``names`` on ``images``; write the JSON files and the chart to ``out_dir``.
 
     ``points`` limits every codec's sweep (see :func:`sweep_points`);
-    ``workers=1`` runs in this process. ``command`` is recorded in
-    ``summary.json`` as the way to re-run the benchmark.
+    ``workers=1`` runs in this process, ``workers=None`` uses every usable
+    core; ``engine="ray"`` runs on Ray (``address``: see
+    :func:`svdk.engine.map_images`). Every engine writes the same files.
+    ``command`` is recorded in ``summary.json`` as the way to re-run the
+    benchmark. While it runs, finished (codec, image) pairs are kept in
+    ``out_dir/partial.jsonl``; ``resume=True`` reuses them instead of running
+    them again (the file goes once the results are written). An image that
+    cannot be read is left out of the results and named in
+    ``summary["failed"]``; :class:`BenchError` is raised only when no image
+    could be read.
     """
     from tqdm import tqdm
+
+    from .engine import Failure, describe, map_images
 
     available = codecs()
     jobs = [(n, str(p), points) for n in names if n in available for p in images]
     collected: dict[str, dict[str, dict]] = {n: {} for n in names if n in available}
     t0 = time.perf_counter()
-    # The bar shows on a terminal only: no carriage-return noise in logs.
-    bar = dict(total=len(jobs), disable=None if progress else True, desc="bench", unit="image", file=sys.stderr)
-    if workers <= 1:
-        for name, stem, rows in tqdm(map(_code_one, jobs), **bar):
-            collected[name][stem] = rows
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for name, stem, rows in tqdm(pool.map(_code_one, jobs), **bar):
-                collected[name][stem] = rows
     out_dir.mkdir(parents=True, exist_ok=True)
+    partial = out_dir / PARTIAL
+    done: dict[str, dict] = {}
+    if resume and partial.exists():
+        for line in partial.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+                done[rec["key"]] = rec["rows"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # a line cut short when the run stopped
+    keys = [_partial_key(job) for job in jobs]
+    todo = [i for i, key in enumerate(keys) if key not in done]
+    for i, key in enumerate(keys):
+        if key in done:
+            collected[jobs[i][0]][Path(jobs[i][1]).stem] = done[key]
+    failed: dict[str, str] = {}
+    # The bar shows on a terminal only: no carriage-return noise in logs.
+    bar = dict(total=len(todo), disable=None if progress else True, desc="bench", unit="image", file=sys.stderr)
+    with open(partial, "a" if resume else "w") as log:
+
+        def keep(index: int, value) -> None:
+            if not isinstance(value, Failure):
+                log.write(json.dumps({"key": keys[todo[index]], "rows": value[2]}) + "\n")
+                log.flush()
+
+        for index, value in tqdm(map_images(_code_one, [jobs[i] for i in todo], engine=engine, jobs=workers,
+                                            address=address, on_result=keep), **bar):
+            if isinstance(value, Failure):
+                failed[f"{jobs[todo[index]][0]}/{Path(jobs[todo[index]][1]).name}"] = value.message
+                continue
+            name, stem, rows = value
+            collected[name][stem] = rows
+    if failed and not any(collected.values()):
+        raise BenchError("; ".join(dict.fromkeys(failed.values())))
     results = {}
     for name, per in collected.items():
         codec = available[name]
@@ -367,8 +423,12 @@ def run(
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     summary["machine"] = _machine()
     summary["command"] = command
+    summary["engine"] = describe(engine, workers, address)
+    if failed:
+        summary["failed"] = failed
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     _chart(results, out_dir / "rd.html")
+    partial.unlink(missing_ok=True)
     return summary
 
 
@@ -458,19 +518,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--points", type=_at_least_two, default=None, metavar="N",
                    help="only N settings of each codec's sweep, spread evenly over it with the lowest "
                    "and highest rate kept (quick tries; BD figures from fewer points are coarser)")
-    p.add_argument("--workers", type=_positive, default=2, metavar="N",
-                   help="processes (default 2; 1 runs everything in this process)")
+    p.add_argument("--jobs", "--workers", dest="workers", type=_positive, default=None, metavar="N",
+                   help="workers (default: the usable cores; 1 runs everything in this process)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: a pool of --jobs processes (default); ray: a Ray cluster (pip install 'svdk[ray]')")
+    p.add_argument("--address", metavar="HOST:PORT",
+                   help="the Ray cluster's head (default $RAY_ADDRESS, else a local Ray started for the run)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the (codec, image) results a stopped run of the same --out finished")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``svdk bench`` with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.address and args.engine != "ray":
+        parser.error("--address goes with --engine ray")
 
     def fail(message: str, status: int) -> int:
         print(f"svdk bench: error: {message}", file=sys.stderr)
         return status
+
+    from ._errors import OptionError
 
     folder = Path(args.folder)
     if not folder.is_dir():
@@ -500,9 +571,14 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else Path("results") / f"bench-{folder.name}"
     try:
         summary = run(images, names, out, workers=args.workers, points=args.points,
-                      command=shlex.join(["svdk", "bench", *argv]))
-    except BenchError as exc:
+                      command=shlex.join(["svdk", "bench", *argv]), engine=args.engine,
+                      address=args.address, resume=args.resume)
+    except (BenchError, OptionError) as exc:
         return fail(str(exc), 1)
+    except KeyboardInterrupt:
+        return fail(f"interrupted; 'svdk bench {shlex.join(argv)} --resume' goes on from what was finished", 130)
+    for message in dict.fromkeys(summary.get("failed", {}).values()):  # an image fails once per codec
+        print(f"svdk bench: error: {message}", file=sys.stderr)
     print(f"{len(images)} images, {summary['seconds']} s; results in {out}/")
     print(f"{'codec':18} {'BD-PSNR dB':>10} {'BD-rate %':>10} " + " ".join(f"{'PSNR@' + format(t, 'g'):>9}" for t in TARGET_BPP))
     for name, row in summary["codecs"].items():
@@ -513,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:18} {f(row.get('bd_psnr_db'), '+.2f'):>10} {f(row.get('bd_rate_percent'), '+.1f'):>10} "
             + " ".join(f"{f(row[f'psnr_at_{t:g}_bpp'], '.2f'):>9}" for t in TARGET_BPP)
         )
-    return 0
+    return 1 if summary.get("failed") else 0
 
 
 if __name__ == "__main__":

@@ -4,6 +4,10 @@ Every command takes many inputs, reports one line (or one JSON record with
 ``--json``) per file, keeps going when a file fails, and exits with status 1
 if any failed (2 for a bad command line). Errors are one line on stderr;
 set ``SVDK_DEBUG=1`` to see Python tracebacks.
+
+``compress`` spreads many inputs over ``--jobs N`` processes (default: the
+usable cores) or a Ray cluster (``--engine ray``, :mod:`svdk.engine`), with
+the same output bytes and the same lines, in input order.
 """
 
 from __future__ import annotations
@@ -66,6 +70,16 @@ def _codec_options(p: argparse.ArgumentParser) -> None:
     o.add_argument("--tile-size", type=int, metavar="T", help="tile size for --tiled (default 8)")
 
 
+def _engine_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("engine (many inputs)")
+    g.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: a pool of --jobs processes (default); ray: a Ray cluster (pip install 'svdk[ray]')")
+    g.add_argument("--jobs", type=_positive, metavar="N",
+                   help="workers (default: the usable cores; 1 runs in this process)")
+    g.add_argument("--address", metavar="HOST:PORT",
+                   help="the Ray cluster's head (default $RAY_ADDRESS, else a local Ray started for the run)")
+
+
 def _options(args) -> dict:
     return dict(
         mode=args.mode,
@@ -100,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     _codec_options(p)
     p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--json", action="store_true", help="print one JSON record per file")
+    _engine_options(p)
 
     p = sub.add_parser("decompress", help=".svdk files -> images", description="Decode .svdk files to images.")
     p.add_argument("inputs", nargs="+", metavar="IN.svdk")
@@ -187,10 +202,9 @@ def _cmd_compress(src: str, args, emit) -> None:
 
 def _ranks_text(enc) -> str:
     """``ranks Y=64 Cb=16 Cr=16``, or the components kept in the tiled layout."""
-    names = {"gray": ("gray",), "rgb": ("R", "G", "B"), "ycbcr": ("Y", "Cb", "Cr")}[enc.mode]
     if enc.layout == "tiled":
-        return "components " + " ".join(f"{n}={k}" for n, k in zip(names, enc.components))
-    return "ranks " + " ".join(f"{n}={k}" for n, k in zip(names, enc.ranks))
+        return "components " + " ".join(f"{n}={k}" for n, k in zip(enc.plane_names, enc.components))
+    return "ranks " + " ".join(f"{n}={k}" for n, k in zip(enc.plane_names, enc.ranks))
 
 
 def _how(enc) -> str:
@@ -273,8 +287,9 @@ def _cmd_compare(src: str, args, emit) -> None:
 def _native_stderr_silenced():
     """Send what native code writes to file descriptor 2 to /dev/null meanwhile.
 
-    TensorFlow's C++ start-up lines (absl, oneDNN) ignore
-    ``TF_CPP_MIN_LOG_LEVEL``; a command-line user should see svdk's lines only.
+    The predictor's runtimes write native start-up lines (LiteRT's XNNPACK
+    delegate, TensorFlow's absl and oneDNN lines, which ignore
+    ``TF_CPP_MIN_LOG_LEVEL``); a command-line user should see svdk's lines only.
     Python's own writes (warnings, log records such as the model source
     that was not used) still reach the terminal through ``sys.stderr``,
     which points at the real stderr meanwhile.
@@ -299,16 +314,25 @@ def _native_stderr_silenced():
             sys.stderr = python_stderr
 
 
+_PREDICTOR_READY = False
+
+
 def _load_predictor_quietly() -> None:
-    """Load the rank predictor and trace it once, before the first file, without TensorFlow's noise."""
-    import numpy as np
+    """Load the rank predictor and run it once, before the first file, without the runtime's native noise.
+
+    Once per process (the command's, or each worker's).
+    """
+    global _PREDICTOR_READY
+    if _PREDICTOR_READY:
+        return
+    _PREDICTOR_READY = True
 
     from ._errors import SvdkError
     from .predictor import default_predictor
 
     with _native_stderr_silenced():
         try:
-            default_predictor().predict(np.full((64, 64, 3), 128, np.uint8), 0.9)
+            default_predictor().warm_up()
         except SvdkError:
             pass  # each file then reports the error on its own line
 
@@ -319,6 +343,96 @@ _COMMANDS = {
     "info": _cmd_info,
     "compare": _cmd_compare,
 }
+
+
+# ----------------------------------------------------------------------------
+# many inputs on svdk.engine (--jobs N, --engine ray)
+
+
+def _error_message(src: str, exc: BaseException) -> str:
+    from ._errors import SvdkError
+
+    if isinstance(exc, (SvdkError, _Failure, OSError)):
+        msg = str(exc)
+        if isinstance(exc, OSError) and exc.filename and exc.strerror:
+            msg = f"{exc.filename}: {exc.strerror}"
+        return msg if src in msg else f"{src}: {msg}"
+    return (f"{src}: internal error ({type(exc).__name__}: {exc}); "
+            "please report it (SVDK_DEBUG=1 shows the traceback)")
+
+
+def _run_one(task) -> tuple[list[tuple[str, str]], bool]:
+    """One input of a command, in a worker: its lines (stdout or stderr, in the
+    order they came) and whether it failed. Never raises."""
+    name, src, args = task
+    from ._errors import SvdkWarning
+
+    if getattr(args, "policy", None) in ("cnn", "cnn-only") and not os.environ.get("SVDK_DEBUG"):
+        _load_predictor_quietly()
+    lines: list[tuple[str, str]] = []
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        lines.append(("err", f"svdk: note: {message}"))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", SvdkWarning)
+        warnings.showwarning = show_warning
+        try:
+            _COMMANDS[name](src, args, lambda text: lines.append(("out", text)))
+            return lines, False
+        except Exception as exc:
+            lines.append(("err", f"svdk: error: {_error_message(src, exc)}"))
+            return lines, True
+
+
+def _outputs_collide(args) -> bool:
+    """Two inputs that would write one output file (run those one after another)."""
+    if args.command not in ("compress", "decompress"):
+        return False
+    names = [
+        Path(src.split(":", 1)[1] if src.startswith("example:") else src).stem
+        if (args.out_dir or src.startswith("example:")) else str(Path(src).with_suffix(""))
+        for src in args.inputs
+    ]
+    return len(set(names)) < len(names)
+
+
+def _use_engine(args) -> bool:
+    from .engine import usable_cores
+
+    if getattr(args, "engine", None) is None or os.environ.get("SVDK_DEBUG") or _outputs_collide(args):
+        return False
+    return args.engine == "ray" or (len(args.inputs) > 1 and (args.jobs or usable_cores()) > 1)
+
+
+def _main_engine(args) -> int:
+    from .engine import EngineError, Failure, map_images
+
+    failed = 0
+    bar = tqdm(total=len(args.inputs), disable=None, file=sys.stderr, unit="file")
+    tasks = [(args.command, src, args) for src in args.inputs]
+    try:
+        for index, result in map_images(_run_one, tasks, engine=args.engine, jobs=args.jobs,
+                                        address=args.address):
+            if isinstance(result, Failure):  # the worker itself failed
+                result = [("err", f"svdk: error: {args.inputs[index]}: {result}")], True
+            lines, bad = result
+            failed += bad
+            for stream, text in lines:
+                tqdm.write(text, file=sys.stdout if stream == "out" else sys.stderr)
+            bar.update()
+    except EngineError as exc:
+        bar.close()
+        print(f"svdk: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        tqdm.write("svdk: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    if failed:
+        tqdm.write(f"svdk: {failed} of {len(args.inputs)} files failed", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,6 +454,10 @@ def main(argv: list[str] | None = None) -> int:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             parser.error(f"--out-dir {args.out_dir} cannot be made ({exc.strerror or exc})")
+    if getattr(args, "address", None) and args.engine != "ray":
+        parser.error("--address goes with --engine ray")
+    if _use_engine(args):
+        return _main_engine(args)
     debug = bool(os.environ.get("SVDK_DEBUG"))
     command = _COMMANDS[args.command]
     if getattr(args, "policy", None) in ("cnn", "cnn-only") and not debug:

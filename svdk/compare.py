@@ -53,17 +53,12 @@ class Comparison:
 
 def measure(reference: np.ndarray, decoded: np.ndarray) -> tuple[float, float | None]:
     """PSNR and SSIM of the colour channels (alpha is lossless and left out)."""
-    ref, dec = reference, decoded
-    if ref.ndim == 3 and ref.shape[2] in (2, 4):
-        ref, dec = ref[..., :-1], dec[..., :-1]
-    if ref.ndim == 3 and ref.shape[2] == 1:
-        ref, dec = ref[..., 0], dec[..., 0]
-    return metrics.psnr(ref, dec), metrics.ssim(ref, dec)
+    return metrics.Scorer(reference)(decoded)
 
 
 def record(enc: Encoded, row: Row) -> dict:
     """The machine-readable summary of one svdk encoding."""
-    names = {"gray": ("gray",), "rgb": ("R", "G", "B"), "ycbcr": ("Y", "Cb", "Cr")}[enc.mode]
+    names = enc.plane_names
     return {
         "width": enc.width,
         "height": enc.height,

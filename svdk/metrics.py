@@ -47,7 +47,9 @@ import math
 
 import numpy as np
 
-__all__ = ["psnr", "ssim", "bpp", "ssim_window", "Scorer", "DATA_RANGE"]
+from ._errors import ImageError, OptionError
+
+__all__ = ["psnr", "ssim", "bpp", "ssim_window", "colour_channels", "Scorer", "DATA_RANGE"]
 
 #: The peak value of 8-bit images, as scikit-image's ``data_range``.
 DATA_RANGE = 255.0
@@ -60,6 +62,20 @@ def ssim_window(height: int, width: int) -> int | None:
     if win % 2 == 0:
         win -= 1
     return win if win >= 3 else None
+
+
+def colour_channels(image: np.ndarray) -> np.ndarray:
+    """The channels PSNR and SSIM measure: alpha (the last of 2 or 4 channels) dropped, one channel squeezed.
+
+    svdk stores alpha losslessly, and the reference codecs are given the
+    colour channels alone, so no figure counts it.
+    """
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] in (2, 4):
+        image = image[..., :-1]
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    return np.ascontiguousarray(image)
 
 
 def psnr(reference: np.ndarray, decoded: np.ndarray) -> float:
@@ -81,12 +97,12 @@ class Scorer:
     """PSNR and SSIM of many decoded images against one reference.
 
     ``reference`` is ``(H, W)`` or ``(H, W, C)``: 8-bit (exact integer
-    sums) or float (a plane before rounding; float64 sums). The reference's
+    sums) or float (a plane before rounding; float64 sums). Alpha is left
+    out of the reference and of every candidate (:func:`colour_channels`). The reference's
     window sums are computed once; each call then costs the sums of the
     candidate, in strips of rows small enough to stay in the processor's
     cache. ``ssim=False`` skips that preparation when only PSNR is wanted.
-    Candidates have the reference's shape, or one channel more: alpha, as
-    :func:`svdk.decompress` returns it, which is lossless and left out.
+    Candidates have the reference's shape once alpha is left out of both.
     """
 
     #: rows of the SSIM map computed at once
@@ -95,7 +111,10 @@ class Scorer:
     def __init__(self, reference: np.ndarray, *, ssim: bool = True):
         ref = np.asarray(reference)
         if ref.ndim not in (2, 3):
-            raise ValueError(f"expected an image of shape (H, W) or (H, W, C); got shape {ref.shape}")
+            raise OptionError(f"expected an image of shape (H, W) or (H, W, C); got shape {ref.shape}")
+        if ref.size == 0:
+            raise ImageError(f"an empty image (shape {ref.shape}) has no PSNR or SSIM")
+        ref = colour_channels(ref)
         self.ref = ref
         self.exact = ref.dtype == np.uint8
         self._ref64 = None if self.exact else ref.astype(np.float64)
@@ -116,12 +135,9 @@ class Scorer:
                 self._planes.append((x, sx, sx2 + self._c1, (n * sxx - sx2) + self._c2))
 
     def _check(self, decoded: np.ndarray) -> np.ndarray:
-        dec = np.asarray(decoded)
-        channels = self.ref.shape[2] if self.ref.ndim == 3 else 0
-        if dec.ndim == 3 and dec.shape[:2] == self.ref.shape[:2] and dec.shape[2] == max(channels, 1) + 1:
-            dec = dec[..., :-1] if channels else dec[..., 0]  # alpha: lossless, left out
+        dec = colour_channels(decoded)
         if dec.shape != self.ref.shape:
-            raise ValueError(f"shapes differ: {self.ref.shape} and {dec.shape}")
+            raise OptionError(f"shapes differ: {self.ref.shape} and {dec.shape} (alpha left out of both)")
         if self.exact and dec.dtype != np.uint8:
             dec = dec.astype(np.float64)
         return dec
@@ -147,7 +163,7 @@ class Scorer:
         if self.win is None:
             return None
         if not self._planes:
-            raise ValueError("this Scorer was made with ssim=False")
+            raise OptionError("this Scorer was made with ssim=False: make one with ssim=True to measure SSIM")
         if not self.exact or dec.dtype != np.uint8:
             dec = dec.astype(np.float64)
             planes = self._planes if not self.exact else [

@@ -78,10 +78,10 @@ class RankChoice:
     measured: dict | None = None  # {"metric", "plane", "value"}: what a quality target was checked on
 
 
-def measured(session, metric: str, found: dict) -> dict:
+def measured(encoder, metric: str, found: dict) -> dict:
     """``measured`` of a :class:`RankChoice` from ``{plane index: (rank, score)}``: the lowest score."""
     i = min(found, key=lambda j: found[j][1])
-    return {"metric": metric, "plane": session.plane_names[i], "value": float(found[i][1])}
+    return {"metric": metric, "plane": encoder.plane_names[i], "value": float(found[i][1])}
 
 
 #: The kinds of target a policy takes, and the options that give them.
@@ -286,23 +286,23 @@ DEFAULT_QUALITY = "ssim:0.90"
 
 
 @register("fixed", target="ranks", layouts=("global",))
-def fixed(session, target) -> RankChoice:
+def fixed(encoder, target) -> RankChoice:
     if isinstance(target, int):
-        top = session.planes[0].max_rank
+        top = encoder.planes[0].max_rank
         if not 1 <= target <= top:
-            h, w = session.planes[0].shape
+            h, w = encoder.planes[0].shape
             raise OptionError(f"rank must be in [1, {top}] for a {w}x{h} image; got {target}")
-        ranks = session.ranks_for(target)
+        ranks = encoder.ranks_for(target)
     else:
-        ranks = session.check_ranks(tuple(target))
-    return RankChoice(ranks, f"ranks given: {describe_ranks(session, ranks)}")
+        ranks = encoder.check_ranks(tuple(target))
+    return RankChoice(ranks, f"ranks given: {describe_ranks(encoder, ranks)}")
 
 
 @register("energy", target="energy")
-def energy(session, fraction) -> RankChoice:
+def energy(encoder, fraction) -> RankChoice:
     ranks = []
-    for i in searched_planes(session):
-        plane = session.planes[i]
+    for i in searched_planes(encoder):
+        plane = encoder.planes[i]
         total = plane.energy_total
         k = min(plane.search_start, plane.max_rank)
         while True:
@@ -313,22 +313,22 @@ def energy(session, fraction) -> RankChoice:
                 ranks.append(int(hit[0]) + 1 if hit.size else k)
                 break
             k = min(4 * k, plane.max_rank)
-    ranks = tuple(ranks) if session.mode == "rgb" and not session.tile else session.ranks_for(ranks[0])
-    where = "luma" if session.mode == "ycbcr" else "each plane"
+    ranks = tuple(ranks) if encoder.mode == "rgb" and not encoder.tile else encoder.ranks_for(ranks[0])
+    where = "luma" if encoder.mode == "ycbcr" else "each plane"
     return RankChoice(
         ranks,
-        f"smallest ranks keeping {fraction:g} of the spectral energy of {where}: {describe_ranks(session, ranks)}",
+        f"smallest ranks keeping {fraction:g} of the spectral energy of {where}: {describe_ranks(encoder, ranks)}",
     )
 
 
-def searched_planes(session) -> list[int]:
+def searched_planes(encoder) -> list[int]:
     """Planes whose quality the ``quality`` policy measures."""
-    return [0, 1, 2] if session.mode == "rgb" and not session.tile else [0]
+    return [0, 1, 2] if encoder.mode == "rgb" and not encoder.tile else [0]
 
 
-def plane_score(session, i: int, metric: str) -> Callable[[int], float]:
+def plane_score(encoder, i: int, metric: str) -> Callable[[int], float]:
     """``k -> score`` of decoded plane ``i`` against its original (:meth:`svdk.Encoder.score`)."""
-    return lambda k: session.score(k, metric, plane=i)
+    return lambda k: encoder.score(k, metric, plane=i)
 
 
 def search_rank(
@@ -405,46 +405,46 @@ def search_rank(
 
 
 @register("quality")
-def quality(session, target) -> RankChoice:
+def quality(encoder, target) -> RankChoice:
     metric, value = target
-    start = session.evaluations
+    start = encoder.evaluations
     found = {}
-    for i in searched_planes(session):
-        score = plane_score(session, i, metric)
+    for i in searched_planes(encoder):
+        score = plane_score(encoder, i, metric)
         try:
-            plane = session.planes[i]
+            plane = encoder.planes[i]
             found[i] = search_rank(
                 score, value, plane.max_rank, start=plane.search_start, candidates=plane.candidates()
             )
         except OptionError as exc:
-            name = session.plane_names[i]
+            name = encoder.plane_names[i]
             raise OptionError(f"{metric} >= {value:g} on plane {name}: {exc}") from None
-    if session.mode == "rgb" and not session.tile:
+    if encoder.mode == "rgb" and not encoder.tile:
         ranks = tuple(found[i][0] for i in range(3))
     else:
-        ranks = session.ranks_for(found[0][0])
-    got = ", ".join(f"{session.plane_names[i]} {v:.4f}" for i, (_, v) in found.items())
-    where = "luma" if session.mode == "ycbcr" else "each plane"
+        ranks = encoder.ranks_for(found[0][0])
+    got = ", ".join(f"{encoder.plane_names[i]} {v:.4f}" for i, (_, v) in found.items())
+    where = "luma" if encoder.mode == "ycbcr" else "each plane"
     return RankChoice(
         ranks,
         f"smallest ranks reaching {metric} >= {value:g} on {where} ({got}): "
-        f"{describe_ranks(session, ranks)}; {session.evaluations - start} evaluations",
-        measured=measured(session, metric, found),
+        f"{describe_ranks(encoder, ranks)}; {encoder.evaluations - start} evaluations",
+        measured=measured(encoder, metric, found),
     )
 
 
 @register("size", target="size")
-def size(session, budget: int) -> RankChoice:
+def size(encoder, budget: int) -> RankChoice:
     packed: dict[int, bytes] = {}
 
     def nbytes(k):
         if k not in packed:
-            session.evaluations += 1
-            packed[k] = session.pack(session.ranks_for(k))
+            encoder.evaluations += 1
+            packed[k] = encoder.pack(encoder.ranks_for(k))
         return len(packed[k])
 
-    top = session.planes[0].max_rank
-    start = session.planes[0].search_start
+    top = encoder.planes[0].max_rank
+    start = encoder.planes[0].search_start
     if nbytes(1) > budget:
         raise OptionError(
             f"the smallest .svdk file for this image (rank 1) takes {nbytes(1)} bytes; "
@@ -464,14 +464,14 @@ def size(session, budget: int) -> RankChoice:
             lo = mid
         else:
             hi = mid
-    ranks = session.ranks_for(lo)
+    ranks = encoder.ranks_for(lo)
     return RankChoice(
         ranks,
-        f"largest ranks whose file fits {budget} bytes ({nbytes(lo)} bytes): {describe_ranks(session, ranks)}",
+        f"largest ranks whose file fits {budget} bytes ({nbytes(lo)} bytes): {describe_ranks(encoder, ranks)}",
         data=packed[lo],
     )
 
 
-def describe_ranks(session, ranks) -> str:
+def describe_ranks(encoder, ranks) -> str:
     """``Y=64, Cb=16, Cr=16``: ranks with their planes' names."""
-    return ", ".join(f"{n}={k}" for n, k in zip(session.plane_names, ranks))
+    return ", ".join(f"{n}={k}" for n, k in zip(encoder.plane_names, ranks))

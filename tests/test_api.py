@@ -132,7 +132,7 @@ def test_a_missing_file_is_also_a_file_not_found_error(tmp_path):
 
 
 def test_cnn_reports_its_prediction_in_fields():
-    pytest.importorskip("keras")
+    pytest.importorskip("ai_edge_litert", reason="the cnn policy runs with pip install 'svdk[model]'")
     enc = svdk.encode("example:astronaut", quality="ssim:0.9", policy="cnn")
     assert enc.predicted_rank is not None and enc.predicted_rank >= 1
     assert enc.correction in ("met", "lowered", "raised", "exact search")
@@ -143,7 +143,7 @@ def test_cnn_reports_its_prediction_in_fields():
 
 
 def test_the_shipped_model_is_named_from_any_folder(tmp_path, monkeypatch):
-    pytest.importorskip("keras")
+    pytest.importorskip("ai_edge_litert", reason="the cnn policy runs with pip install 'svdk[model]'")
     from svdk.predictor import ModelError, RankPredictor
 
     monkeypatch.chdir(tmp_path)
@@ -231,3 +231,29 @@ def test_import_svdk_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.stdout.strip() == "[]"
+
+
+def test_encoder_refuses_what_does_not_fit(kodak_crop):
+    encoder = svdk.Encoder(kodak_crop)
+    for call, says in [
+        (lambda: encoder.pack((8, 2)), "3 plane(s)"),
+        (lambda: encoder.pack((0, 1, 1)), "rank of plane Y must be in [1, "),
+        (lambda: encoder.score(10, "mse"), "unknown quality metric"),
+        (lambda: encoder.score(10, plane=3), "plane must be an index in [0, 2]"),
+        (lambda: encoder.spectrum(plane=-1), "plane must be an index"),
+        (lambda: encoder.reconstruct(10_000), "must be in [1, "),
+    ]:
+        with pytest.raises(svdk.OptionError, match=re.escape(says)):
+            call()
+    tiled = svdk.Encoder(kodak_crop, tiled=True)
+    with pytest.raises(svdk.OptionError, match="component count of plane Y"):
+        tiled.pack((0, 1, 1))
+
+
+def test_ranks_for_refuses_a_rank_the_image_does_not_have(kodak_crop):
+    encoder = svdk.Encoder(kodak_crop)
+    top = encoder.max_ranks[0]
+    assert encoder.ranks_for(top)[0] == top
+    for k in (0, top + 1, 2.5, True):
+        with pytest.raises(svdk.OptionError, match=rf"rank must be in \[1, {top}\]"):
+            encoder.ranks_for(k)

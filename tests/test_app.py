@@ -492,7 +492,7 @@ def test_compress_many_endpoint(client, tmp_path):
 
 def test_the_cnn_runs_once_per_request(monkeypatch):
     """The prediction the page shows is the one the policy used: one forward pass."""
-    pytest.importorskip("keras")
+    pytest.importorskip("ai_edge_litert")
     from demo.model import load_model
 
     model = load_model()
@@ -505,6 +505,24 @@ def test_the_cnn_runs_once_per_request(monkeypatch):
     assert len(calls) == 1
     assert report.policy == "cnn" and report.predicted == report.encoded.predicted_rank is not None
     assert report.to_dict()["svdk"]["predicted_rank"] == report.predicted
+
+
+def test_a_long_thin_image_that_downscaling_would_make_too_small_is_refused():
+    wide = np.full((10, 120_000, 3), 128, np.uint8)  # 1.2 MP: brought to 1 MP it would be 9 pixels high
+    with pytest.raises(AppError, match="under 8 pixels on a side"):
+        prepare(wide, limit=100_000)
+
+
+def test_a_model_that_cannot_load_is_described_without_server_details(monkeypatch, caplog):
+    from demo import model as demo_model
+
+    def broken():
+        raise svdk.predictor.ModelError("/srv/secret/path/model.keras: no such model file; reinstall svdk")
+
+    monkeypatch.setattr(svdk.predictor, "default_predictor", broken)
+    m = demo_model.load_model()
+    assert m.predictor is None and "/srv" not in m.description and "server log" in m.description
+    assert "/srv/secret/path/model.keras" in caplog.text
 
 
 # ----------------------------------------------------------------------------
@@ -541,7 +559,7 @@ def test_explorer_values_along_the_slider(app, tmp_path, layout):
     assert [v.psnr for v in views] == sorted(v.psnr for v in views)
     if layout == "global" and len(views) > 2:  # a file with fewer components is smaller
         assert views[0].file_bytes < views[-2].file_bytes < enc.nbytes
-    s = page.report.encoder.spectrum(0)
+    s = page.report.encoder.spectrum(plane=0)
     assert views[1].energy == pytest.approx(np.sum(s[: views[1].k] ** 2) / np.sum(s**2))
     image_path, caption, error = app.explore(e["token"], ks[1])
     assert not error and image_path == views[1].image_path and caption == views[1].caption

@@ -148,6 +148,12 @@ def test_drag_the_rank_explorer(served, browser, tmp_path):
     caption = page.locator("#explorer-caption").inner_text()
     assert f"k = {top} of {top}" in caption and "this file" in caption
     src = page.locator("#explorer-image img").get_attribute("src")
+    # images still loading move the slider down the page: wait until they are drawn
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#explorer-image img, #slider img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)", timeout=TIMEOUT_MS)
+    page.locator("#explorer-k input[type=range]").scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
     # a real drag: press on the slider's track, move left, release
     box = page.locator("#explorer-k input[type=range]").bounding_box()
     y = box["y"] + box["height"] / 2
@@ -156,6 +162,7 @@ def test_drag_the_rank_explorer(served, browser, tmp_path):
     for frac in (0.8, 0.6, 0.4, 0.25):
         page.mouse.move(box["x"] + box["width"] * frac, y, steps=3)
     page.mouse.up()
+    assert int(page.locator("#explorer-k input[type=range]").input_value()) < top, "the drag did not move the slider"
     page.wait_for_function(
         "(c) => { const t = document.querySelector('#explorer-caption').innerText; return t !== c && !t.includes('...'); }",
         arg=caption, timeout=TIMEOUT_MS)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import svdk
 from svdk import baselines, metrics
 from _support import ssim_reference
 
@@ -174,3 +175,10 @@ def test_same_ssim_looks_past_a_dip_in_jpeg_ssim():
     assert any(scores[q] < target for q in range(20, 24)) and scores[20] >= target  # the dip is there
     q = probe.match_ssim(target, scorer)
     assert scores[q] >= target and q <= 20 and scores[q - 1] < target
+
+
+def test_matching_ssim_on_an_image_too_thin_for_ssim_says_so():
+    thin = np.random.default_rng(0).integers(0, 256, (2, 40, 3), dtype=np.uint8)
+    with pytest.raises(svdk.OptionError, match="SSIM is undefined for a 40x2 image"):
+        baselines.match_ssim(thin, "jpeg", 0.9)
+    assert baselines.match_size(thin, "jpeg", 10_000) is not None

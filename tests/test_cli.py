@@ -252,7 +252,7 @@ def test_a_psnr_target_prints_the_luma_figure_it_is_about(photo, tmp_path, capsy
 
 
 def test_the_cnn_line_names_the_prediction_and_the_model(photo, tmp_path, capsys):
-    pytest.importorskip("keras")
+    pytest.importorskip("ai_edge_litert")
     code, out, err = run(["compress", photo, "--policy", "cnn", "--out-dir", tmp_path], capsys)
     assert code == 0, err
     assert "(cnn: predicted " in out and "rank predictor shipped with svdk" in out

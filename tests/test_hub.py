@@ -25,7 +25,7 @@ from fakehub import FakeHub
 from svdk import predictor as P
 from svdk.predictor import DEFAULT_MODEL, ModelError, RankPredictor, resize_work, sha256_file
 
-keras = pytest.importorskip("keras", reason="the rank predictor needs pip install 'svdk[model]'")
+keras = pytest.importorskip("keras", reason="these tests load Keras models: pip install 'svdk[keras]'")
 hf = pytest.importorskip("huggingface_hub", reason="Hub distribution needs pip install 'svdk[hub]'")
 from huggingface_hub import constants  # noqa: E402
 
@@ -89,6 +89,7 @@ def clean_env(monkeypatch, tmp_path):
     for var in ("SVDK_MODEL_REPO", "SVDK_MODEL_REVISION", "SVDK_RANK_MODEL", "HF_ENDPOINT", "HF_HUB_CACHE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(P._policies, "_DEFAULT", None)
+    monkeypatch.setattr(P._policies, "_FAILED", None)
     yield
     outside, _OUTSIDE[:] = list(_OUTSIDE), []
     assert not outside, f"requests outside 127.0.0.1: {outside}"
@@ -385,6 +386,7 @@ def _use_repo(monkeypatch, repo, revision, endpoint, cache):
     monkeypatch.setenv("HF_ENDPOINT", endpoint)
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(P._policies, "_DEFAULT", None)
+    monkeypatch.setattr(P._policies, "_FAILED", None)
 
 
 def test_default_predictor_hub_then_cache_then_shipped(hub, published, tmp_path, monkeypatch, caplog):
@@ -413,6 +415,7 @@ def test_default_predictor_hub_then_cache_then_shipped(hub, published, tmp_path,
 def test_default_predictor_without_repo_uses_the_shipped_model_or_the_file(run_dir, monkeypatch):
     assert P.default_predictor().source["source"] == "shipped"
     monkeypatch.setattr(P._policies, "_DEFAULT", None)
+    monkeypatch.setattr(P._policies, "_FAILED", None)
     monkeypatch.setenv("SVDK_RANK_MODEL", str(run_dir / "model.keras"))
     source = P.default_predictor().source
     assert source["source"] == "file" and source["path"] == str(run_dir / "model.keras")
@@ -560,3 +563,42 @@ def test_publish_and_pull_on_the_real_hub(run_dir, tmp_path, capsys, monkeypatch
                                            endpoint="https://huggingface.co")
     assert pulled.source["source"] == "hub" and pulled.source["revision"] == commit
     _same_predictions(RankPredictor.load(run_dir / "model.keras"), pulled)
+
+
+def test_a_run_with_its_litert_file_is_pulled_and_runs_without_keras(hub, run_dir, tmp_path, capsys):
+    """training.train writes model.tflite; publish uploads it, from_pretrained pulls and checks it."""
+    pytest.importorskip("ai_edge_litert")
+    lite_run = tmp_path / "lite"
+    shutil.copytree(run_dir, lite_run)
+    shutil.copy(DEFAULT_MODEL.with_suffix(".tflite"), lite_run / "model.tflite")
+    assert _publish(hub, lite_run, "me/rank-lite") == 0
+    commit = capsys.readouterr().out.strip()
+    assert "model.tflite" in hub.repos["me/rank-lite"].commits[commit]
+    pulled = RankPredictor.from_pretrained("me/rank-lite", revision=commit, cache_dir=tmp_path / "c", endpoint=hub.endpoint)
+    assert pulled.runtime == "litert" and "LiteRT" in pulled.describe()
+    local = RankPredictor.load(run_dir / "model.keras", runtime="keras")
+    for name in IMAGES:
+        np.testing.assert_allclose(pulled.log_ranks(resize_work(name)), local.log_ranks(resize_work(name)), atol=1e-4)
+        assert pulled.predict(name, 0.9) == local.predict(name, 0.9)
+    # offline, the cached LiteRT file is used again
+    again = RankPredictor.from_pretrained("me/rank-lite", revision=commit, cache_dir=tmp_path / "c", local_files_only=True)
+    assert again.source["source"] == "cache" and again.runtime == "litert"
+    # a LiteRT file that is not the one model.json recorded is refused
+    bad = bytearray((lite_run / "model.tflite").read_bytes())
+    bad[len(bad) // 2] ^= 0xFF
+    bad_commit = _copy_repo(hub, "me/rank-lite", commit, "me/rank-lite-bad", **{"model.tflite": bytes(bad)})
+    with pytest.raises(ModelError, match="does not match the litert_sha256 recorded"):
+        RankPredictor.from_pretrained("me/rank-lite-bad", revision=bad_commit, cache_dir=tmp_path / "d",
+                                      endpoint=hub.endpoint)
+
+
+def test_publish_refuses_a_litert_file_that_is_not_the_models(hub, run_dir, tmp_path, capsys):
+    pytest.importorskip("ai_edge_litert")
+    stale = tmp_path / "stale"
+    shutil.copytree(run_dir, stale)
+    data = bytearray(DEFAULT_MODEL.with_suffix(".tflite").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (stale / "model.tflite").write_bytes(bytes(data))
+    assert _publish(hub, stale, "me/rank-stale") == 1
+    err = capsys.readouterr().err
+    assert "does not match the litert_sha256 recorded" in err and "me/rank-stale" not in hub.repos

@@ -16,7 +16,7 @@ import svdk
 from svdk._codec import reconstruct, to_uint8
 from svdk.predictor import DEFAULT_MODEL, ModelError, RankPredictor, luma
 
-keras = pytest.importorskip("keras", reason="the rank predictor needs pip install 'svdk[model]'")
+keras = pytest.importorskip("keras", reason="these tests load Keras models: pip install 'svdk[keras]'")
 
 IMAGES = ("astronaut", "coffee", "camera")
 
@@ -211,3 +211,96 @@ def test_contrast_feature_is_scikit_images_glcm_contrast(name):
     expected = graycoprops(glcm, "contrast").mean()
     feats = hand_features(None, y=y)
     assert feats[FEATURE_NAMES.index("glcm_contrast")] == pytest.approx(expected, rel=1e-6)
+
+
+# ----------------------------------------------------------------------------
+# the light runtime: LiteRT, no TensorFlow
+
+
+def test_litert_and_keras_predict_the_same_ranks():
+    pytest.importorskip("ai_edge_litert")
+    from svdk.predictor import RankPredictor, resize_work
+
+    lite, keras_ = RankPredictor.load(runtime="litert"), RankPredictor.load(runtime="keras")
+    assert (lite.runtime, keras_.runtime) == ("litert", "keras")
+    for name in ("astronaut", "coffee", "chelsea", "camera", "rocket", "immunohistochemistry"):
+        work = resize_work(f"example:{name}")
+        np.testing.assert_allclose(lite.log_ranks(work), keras_.log_ranks(work), atol=1e-4, rtol=0)
+        for t in (0.8, 0.9, 0.95):
+            assert lite.predict(f"example:{name}", t) == keras_.predict(f"example:{name}", t)
+
+
+def test_the_default_runtime_is_litert_and_the_choice_is_honoured(monkeypatch, tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    import shutil
+
+    from svdk.predictor import DEFAULT_MODEL, ModelError, RankPredictor
+
+    assert RankPredictor.load().runtime == "litert"
+    assert "LiteRT" in RankPredictor.shipped().describe()
+    monkeypatch.setenv("SVDK_PREDICTOR_RUNTIME", "keras")
+    assert RankPredictor.load().runtime == "keras"
+    monkeypatch.setenv("SVDK_PREDICTOR_RUNTIME", "onnx")
+    with pytest.raises(ModelError, match="runtime must be one of auto, litert, keras; got 'onnx'"):
+        RankPredictor.load()
+    monkeypatch.delenv("SVDK_PREDICTOR_RUNTIME")
+    # a model without its LiteRT file runs with Keras, or says what is missing when LiteRT is asked for
+    for suffix in (".keras", ".json"):
+        shutil.copy(DEFAULT_MODEL.with_suffix(suffix), tmp_path / f"m{suffix}")
+    assert RankPredictor.load(tmp_path / "m.keras").runtime == "keras"
+    with pytest.raises(ModelError, match=r"m.tflite: missing; export it with 'python -m training.export"):
+        RankPredictor.load(tmp_path / "m.keras", runtime="litert")
+    # one that is not the file the configuration recorded is refused
+    data = bytearray(DEFAULT_MODEL.with_suffix(".tflite").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / "m.tflite").write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="does not match the litert_sha256 recorded"):
+        RankPredictor.load(tmp_path / "m.keras")
+
+
+def test_export_writes_a_checked_litert_file(tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    import json
+    import shutil
+
+    from svdk.predictor import DEFAULT_MODEL, RankPredictor, export_litert, sha256_file
+
+    for suffix in (".keras", ".json"):
+        shutil.copy(DEFAULT_MODEL.with_suffix(suffix), tmp_path / f"m{suffix}")
+    config = json.loads((tmp_path / "m.json").read_text())
+    config.pop("litert_sha256", None)
+    (tmp_path / "m.json").write_text(json.dumps(config))
+    out = export_litert(tmp_path / "m.keras")
+    assert out == tmp_path / "m.tflite"
+    assert json.loads((tmp_path / "m.json").read_text())["litert_sha256"] == sha256_file(out)
+    p = RankPredictor.load(tmp_path / "m.keras")
+    assert p.runtime == "litert" and p.predict("example:coffee", 0.9) == RankPredictor.load(runtime="keras").predict(
+        "example:coffee", 0.9)
+
+
+def test_a_litert_file_that_outputs_nan_fails_the_export_check():
+    """NaN compares false with everything: the check must not take it for agreement."""
+    from svdk.predictor._litert import largest_difference
+
+    nan = lambda *inputs: np.full((1, 5), np.nan)  # noqa: E731
+    zero = lambda *inputs: np.zeros((1, 5))  # noqa: E731
+    assert largest_difference(zero, nan, 8, n=3) == float("inf")
+    assert largest_difference(zero, zero, 8, n=3) == 0.0
+
+
+def test_a_litert_file_the_configuration_does_not_vouch_for_never_runs(tmp_path):
+    """A stale model.tflite left beside a new model (no litert_sha256 in its JSON) is not used."""
+    pytest.importorskip("ai_edge_litert")
+    import json
+    import shutil
+
+    from svdk.predictor import DEFAULT_MODEL, ModelError, RankPredictor
+
+    for suffix in (".keras", ".tflite"):
+        shutil.copy(DEFAULT_MODEL.with_suffix(suffix), tmp_path / f"m{suffix}")
+    config = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    del config["litert_sha256"]
+    (tmp_path / "m.json").write_text(json.dumps(config))
+    assert RankPredictor.load(tmp_path / "m.keras").runtime == "keras"
+    with pytest.raises(ModelError, match="records no litert_sha256"):
+        RankPredictor.load(tmp_path / "m.keras", runtime="litert")

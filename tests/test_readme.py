@@ -29,7 +29,7 @@ from PIL import Image
 README = Path(__file__).resolve().parents[1] / "README.md"
 NOT_RUN = re.compile(r"not run by tests:\s*(?P<reason>.*?)\s*$")
 MARKER = re.compile(r"^\s*<!--\s*not run by tests:\s*(?P<reason>.*?)\s*-->\s*$")
-TIMEOUT = 300  # seconds for one block or line; `--policy cnn` imports TensorFlow (about 10 s)
+TIMEOUT = 300  # seconds for one block or line
 SVDK = Path(sys.executable).parent / "svdk"
 
 
@@ -145,3 +145,33 @@ def test_command_line_examples_run(folder):
         print("not run:", note)
     if failed:
         pytest.fail("\n".join(failed), pytrace=False)
+
+
+CONSOLE = [b for b in BLOCKS if b.lang == "console"]
+
+
+def transcripts(block: Block) -> list[tuple[str, str]]:
+    """``(command, the output printed under it)`` for each ``$ `` line of a console block."""
+    out: list[tuple[str, list[str]]] = []
+    for line in block.code.splitlines():
+        if line.startswith("$ "):
+            out.append((line[2:], []))
+        elif out:
+            out[-1][1].append(line)
+    return [(command, "\n".join(lines)) for command, lines in out]
+
+
+@pytest.mark.parametrize(
+    "block",
+    [pytest.param(b, id=f"line{b.line}", marks=[pytest.mark.skip(reason=b.skip)] if b.skip else []) for b in CONSOLE],
+)
+def test_console_transcripts_print_what_the_readme_shows(block, folder):
+    """The figures a reader sees in a ```console block are what the command prints today."""
+    assert transcripts(block), f"README.md:{block.line}: a console block without a '$ ' command"
+    for command, shown in transcripts(block):
+        words = command.split()
+        assert words[0] == "svdk", f"README.md:{block.line}: only svdk commands are checked: {command}"
+        run = subprocess.run([str(SVDK), *words[1:]], cwd=folder, env=environment(),
+                             capture_output=True, text=True, timeout=TIMEOUT)
+        assert run.returncode == 0, tail(run.stderr)
+        assert run.stdout.rstrip("\n") == shown, f"README.md:{block.line}: `{command}` now prints:\n{run.stdout}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -99,8 +101,8 @@ def test_label_cache_is_keyed_by_code_and_pixels(tmp_path, images):
 
 
 def test_label_cache_key_covers_every_module_a_label_runs_through(tmp_path, monkeypatch):
-    """An edit anywhere in the code that computes a label (not only in the
-    functions someone remembered to list) starts a new cache."""
+    """An edit anywhere in the code that computes a label starts a new cache, and a module the
+    codec starts importing joins the key without anyone listing it."""
     import shutil
 
     from training import labels
@@ -108,24 +110,26 @@ def test_label_cache_key_covers_every_module_a_label_runs_through(tmp_path, monk
     copy = tmp_path / "svdk"
     shutil.copytree(labels._SVDK, copy)
     monkeypatch.setattr(labels, "_SVDK", copy)
+    names = {p.name for p in labels.label_modules()}
+    # what the encoder really runs, seen from the interpreter: every svdk module its call loads
+    code = ("import sys, numpy as np, svdk; before = set(sys.modules); "
+            "svdk.Encoder(np.zeros((16, 16, 3), np.uint8)).encode(quality='ssim:0.9'); "
+            "print(sorted(m for m in sys.modules if m.startswith('svdk.') and m not in before))")
+    loaded_late = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded_late.strip() == "[]"  # nothing is imported lazily behind the key's back
+    assert {"_encoder.py", "_codec.py", "_tiled.py", "policies.py", "metrics.py", "_image.py", "format.py",
+            "_entropy.py"} <= names
     base, outcomes = labels.code_hash(), labels.outcome_hash()
-    # the modules the encoder's quality search imports, found from the code itself
-    used = {Path(m.__file__).name for m in (svdk._encoder, svdk._codec, svdk._tiled, svdk.policies,
-                                            svdk.metrics, svdk._image, svdk._errors)}
-    assert used <= set(labels.LABEL_MODULES)
-    for name in labels.LABEL_MODULES:
-        path = copy / name
+    for path in labels.label_modules():
         original = path.read_bytes()
         path.write_bytes(original + b"\n# an edit\n")
-        assert labels.code_hash() != base and labels.outcome_hash() != outcomes, name
-        path.write_bytes(original)
-    for name in labels.OUTCOME_MODULES:
-        path = copy / name
-        original = path.read_bytes()
-        path.write_bytes(original + b"\n# an edit\n")
-        assert labels.code_hash() == base and labels.outcome_hash() != outcomes, name
+        assert labels.code_hash() != base and labels.outcome_hash() != outcomes, path.name
         path.write_bytes(original)
     assert labels.code_hash() == base
+    (copy / "_fresh.py").write_text("X = 1\n")
+    codec = copy / "_codec.py"
+    codec.write_text(codec.read_text().replace("import numpy as np\n", "import numpy as np\n\nfrom . import _fresh\n", 1))
+    assert "_fresh.py" in {p.name for p in labels.label_modules()} and labels.code_hash() != base
 
 
 def _tiny_bsds(root):

@@ -74,7 +74,10 @@ def _load_dataset(source, offline: bool = True):
                 f"BSDS500 not found at {folder} (missing {', '.join(s + '/' for s in missing)}). "
                 + HOW_TO_GET
             )
-        ds = datasets.load_dataset("imagefolder", data_dir=str(folder), drop_labels=True)
+        try:
+            ds = datasets.load_dataset("imagefolder", data_dir=str(folder), drop_labels=True)
+        except datasets.data_files.EmptyDatasetError:
+            raise DataError(f"no images in {folder} (its train/, val/ and test/ folders are empty). " + HOW_TO_GET) from None
     else:
         try:
             ds = datasets.load_dataset(str(source))
@@ -99,8 +102,13 @@ def load_images(
     source: str | os.PathLike = DEFAULT_DATA,
     splits: tuple[str, ...] = ("train", "val", "test"),
     limit: int | None = None,
+    errors: list | None = None,
 ) -> dict[str, list[Item]]:
-    """Images of each split (``limit`` keeps the first few of each, for tests)."""
+    """Images of each split (``limit`` keeps the first few of each, for tests).
+
+    An image that cannot be decoded raises :class:`DataError`, or, when an
+    ``errors`` list is given, is left out and ``(name, message)`` appended to it.
+    """
     import datasets
 
     ds = _load_dataset(source)
@@ -120,8 +128,15 @@ def load_images(
             path = rec.get("path") or f"{split}-{j}"
             if raw is None:
                 raw = Path(path).read_bytes()
-            with Image.open(io.BytesIO(raw)) as im:
-                native = np.asarray(im.convert("RGB"))
+            try:
+                with Image.open(io.BytesIO(raw)) as im:
+                    native = np.asarray(im.convert("RGB"))
+            except Exception as exc:  # Pillow raises several types for bad files
+                message = f"{path}: cannot read the image ({type(exc).__name__}: {exc})"
+                if errors is None:
+                    raise DataError(message) from None
+                errors.append((Path(path).name, message))
+                continue
             items.append(
                 Item(
                     id=hashlib.sha256(raw).hexdigest()[:16],

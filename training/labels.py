@@ -11,22 +11,33 @@ luma rank, :meth:`svdk.Encoder.ranks_for`).
 
 Labels are cached on disk (``runs/cache`` by default, or ``$SVDK_CACHE``),
 in one JSON file per *code hash*: the SHA-256 of the whole source of every
-svdk module a label's computation runs through (:data:`LABEL_MODULES`:
-image loading, colour conversion, SVD, quantization, the encoder, the
-policies, SSIM), of this file, and of the target grid. A change anywhere in
-those modules starts a new cache, even one that does not change a label.
-Outcomes (file bytes and SSIM at a given rank) have their own file, whose
-hash adds the byte layout and the entropy coder. Entries are keyed by a hash of the exact input pixels, so a change in
+svdk module a label's computation can run (:func:`label_modules`, found by
+following the encoder's imports: image loading, colour conversion, SVD,
+quantization, the policies, SSIM, the file format), of this file, and of the
+target grid. A change anywhere in those modules starts a new cache, even one
+that does not change a label. Outcomes (file bytes and SSIM at a given rank)
+have their own file, keyed the same way. Entries are keyed by a hash of the exact input pixels, so a change in
 resizing or augmentation can never reuse a stale label. Work is spread over
-processes (2 by default).
+processes (2 by default) or a Ray cluster by :func:`svdk.engine.map_images`;
+the cache is saved every 200 labels (and every minute), so a stopped run
+goes on from there.
+
+``python -m training.labels`` computes the labels the training's label step
+needs (``--data``, ``--limit`` and ``--no-brightness`` as for
+``training.train``) into that cache and nothing else::
+
+    python -m training.labels --engine ray --address HEAD:6379
+    python -m training.train --arch compact     # finds every label cached
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
-from multiprocessing import get_context
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +54,9 @@ __all__ = [
     "pixel_key",
     "brighten",
     "LabelStore",
+    "LabelError",
+    "images_to_label",
+    "main",
 ]
 
 #: The target grid (SSIM on luma).
@@ -52,10 +66,28 @@ BRIGHTNESS = (0.7, 1.3)
 
 _SVDK = Path(svdk.__file__).resolve().parent
 DEFAULT_CACHE = Path(__file__).resolve().parent.parent / "runs" / "cache"
-#: The svdk modules a label's computation runs through (hashed whole).
-LABEL_MODULES = ("_errors.py", "_image.py", "_codec.py", "_tiled.py", "_encoder.py", "policies.py", "metrics.py")
-#: What an outcome adds: the byte layout and its entropy coder.
-OUTCOME_MODULES = ("format.py", "_entropy.py")
+
+
+def label_modules() -> list[Path]:
+    """The svdk modules a label's computation can run, read from the code.
+
+    ``svdk/_encoder.py`` (the encoder and its policies) and every svdk
+    module it imports, transitively: a new module the codec starts using
+    is in the cache key without anyone listing it.
+    """
+    todo, seen = ["_encoder"], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for node in ast.walk(ast.parse((_SVDK / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                for module in [node.module] if node.module else [alias.name for alias in node.names]:
+                    module = module.split(".")[0]
+                    if (_SVDK / f"{module}.py").is_file():
+                        todo.append(module)
+    return sorted(_SVDK / f"{name}.py" for name in seen)
 
 
 def _hash_files(paths, extra: bytes = b"") -> str:
@@ -66,14 +98,13 @@ def _hash_files(paths, extra: bytes = b"") -> str:
 
 
 def code_hash(targets=TARGETS) -> str:
-    """Hash of the code (and target grid) that makes the labels."""
-    files = [_SVDK / name for name in LABEL_MODULES] + [Path(__file__)]
-    return _hash_files(files, json.dumps([float(t) for t in targets]).encode())
+    """Hash of the code (and target grid) that makes the labels: :func:`label_modules` and this file."""
+    return _hash_files([*label_modules(), Path(__file__)], json.dumps([float(t) for t in targets]).encode())
 
 
 def outcome_hash() -> str:
-    """Hash of the code that makes rank outcomes: the labels' code plus the file format."""
-    return _hash_files([_SVDK / name for name in OUTCOME_MODULES], code_hash(()).encode())
+    """Hash of the code that makes rank outcomes (the same modules: packing a file is in them)."""
+    return _hash_files([], b"outcomes:" + code_hash(()).encode())
 
 
 def pixel_key(pixels: np.ndarray) -> str:
@@ -129,16 +160,28 @@ def _work(task):
     return kind, key, list(outcome(pixels, arg))
 
 
-class LabelStore:
-    """On-disk cache of labels and rank outcomes for one code hash."""
+class LabelError(RuntimeError):
+    """Labels that could not be computed (the message says how many, and why)."""
 
-    def __init__(self, cache_dir: str | os.PathLike | None = None, targets=TARGETS, processes: int = 2):
+
+class LabelStore:
+    """On-disk cache of labels and rank outcomes for one code hash.
+
+    ``processes`` workers (None: the usable cores) on ``engine`` "local" or
+    "ray" (``address``: see :func:`svdk.engine.map_images`) compute what is
+    missing.
+    """
+
+    def __init__(self, cache_dir: str | os.PathLike | None = None, targets=TARGETS, processes: int | None = 2,
+                 *, engine: str = "local", address: str | None = None):
         self.targets = tuple(float(t) for t in targets)
         self.dir = Path(cache_dir or os.environ.get("SVDK_CACHE") or DEFAULT_CACHE)
         self.hash = code_hash(self.targets)
         self.path = self.dir / f"labels-{self.hash}.json"
         self.outcome_path = self.dir / f"outcomes-{outcome_hash()}.json"
         self.processes = processes
+        self.engine = engine
+        self.address = address
         self.data = {"labels": self._read(self.path), "outcomes": self._read(self.outcome_path)}
 
     @staticmethod
@@ -160,21 +203,33 @@ class LabelStore:
             return
         from tqdm import tqdm
 
+        from svdk.engine import Failure, map_images
+
         results = self.data
-        with tqdm(total=len(tasks), desc=desc, unit="img", leave=False) as bar:
-            if self.processes > 1 and len(tasks) > 1:
-                with get_context("spawn").Pool(self.processes) as pool:
-                    for n, (kind, key, rec) in enumerate(pool.imap_unordered(_work, tasks, chunksize=2)):
-                        results["labels" if kind == "label" else "outcomes"][key] = rec
-                        bar.update()
-                        if n % 200 == 199:
-                            self.save()
-            else:
-                for task in tasks:
-                    kind, key, rec = _work(task)
-                    results["labels" if kind == "label" else "outcomes"][key] = rec
+        failures = []
+        saved = [0, time.monotonic()]
+
+        def keep(index, value):  # as each finishes: a stopped run keeps what was done
+            if isinstance(value, Failure):
+                return
+            kind, key, rec = value
+            results["labels" if kind == "label" else "outcomes"][key] = rec
+            saved[0] += 1
+            if saved[0] % 200 == 0 or time.monotonic() - saved[1] > 60:
+                self.save()
+                saved[1] = time.monotonic()
+
+        try:
+            with tqdm(total=len(tasks), desc=desc, unit="img", leave=False) as bar:
+                for index, value in map_images(_work, tasks, engine=self.engine, jobs=self.processes,
+                                               address=self.address, on_result=keep):
+                    if isinstance(value, Failure):
+                        failures.append(value.message)
                     bar.update()
-        self.save()
+        finally:
+            self.save()
+        if failures:
+            raise LabelError(f"{len(failures)} of {len(tasks)} {desc} failed; the first: {failures[0]}")
 
     def labels(self, images: list[np.ndarray], desc: str = "labels") -> list[dict]:
         """Labels of each image (computed and cached when missing)."""
@@ -195,3 +250,94 @@ class LabelStore:
                 todo[key] = ("outcome", key, p, int(k))
         self._run(list(todo.values()), desc)
         return [tuple(self.data["outcomes"][k]) for k in keys]
+
+
+def images_to_label(items: dict[str, list], brightness: bool = True) -> list[np.ndarray]:
+    """Every image the label step of ``training.train`` labels, in its order.
+
+    The 256x256 image of every train and val item, each followed by its
+    brightness copy (as :func:`training.evaluate.build` makes it), the test
+    items, then the native-size train and val images (the resolution exponent).
+    """
+    tv = items.get("train", []) + items.get("val", [])
+    out = []
+    for j, it in enumerate(tv):
+        out.append(it.work)
+        if brightness:
+            out.append(brighten(it.work, BRIGHTNESS[j % len(BRIGHTNESS)]))
+    out += [it.work for it in items.get("test", [])]
+    out += [it.native for it in tv]
+    return out
+
+
+def _parser():
+    import argparse
+
+    from .data import DEFAULT_DATA
+
+    def positive(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+        return value
+
+    p = argparse.ArgumentParser(
+        prog="python -m training.labels",
+        description="Compute the labels training.train needs into the label cache, and nothing else.",
+    )
+    p.add_argument("--data", default=str(DEFAULT_DATA), help=f"folder or Hub dataset id (default {DEFAULT_DATA})")
+    p.add_argument("--limit", type=positive, help="only the first N images of each split")
+    p.add_argument("--no-brightness", action="store_true", help="no brightness copies")
+    p.add_argument("--cache", help="label cache folder (default runs/cache or $SVDK_CACHE)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: a pool of --jobs processes (default); ray: a Ray cluster (pip install 'svdk[ray]')")
+    p.add_argument("--jobs", type=positive, metavar="N", help="workers (default: the usable cores)")
+    p.add_argument("--address", metavar="HOST:PORT",
+                   help="the Ray cluster's head (default $RAY_ADDRESS, else a local Ray started for the run)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Label ``--data`` into the cache; return the exit status (1 if an image failed)."""
+    from svdk import OptionError
+
+    from .data import DataError, load_images
+
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.address and args.engine != "ray":
+        parser.error("--address goes with --engine ray")
+
+    def fail(message: str) -> int:
+        print(f"svdk: error: {message}", file=sys.stderr)
+        return 1
+
+    unreadable: list = []
+    try:
+        items = load_images(args.data, limit=args.limit, errors=unreadable)
+    except DataError as exc:
+        return fail(str(exc))
+    images = images_to_label(items, brightness=not args.no_brightness)
+    for _, message in unreadable:
+        print(f"svdk: error: {message}", file=sys.stderr)
+    if not images:
+        return fail(f"no images to label in {args.data}")
+    store = LabelStore(args.cache, TARGETS, processes=args.jobs, engine=args.engine, address=args.address)
+    cached = len({pixel_key(p) for p in images} & set(store.data["labels"]))
+    t0 = time.perf_counter()
+    try:
+        store.labels(images)
+    except (OptionError, LabelError) as exc:
+        return fail(str(exc))
+    except KeyboardInterrupt:
+        return fail("interrupted; the labels done so far are in the cache: run the same command to go on")
+    print(f"{len(images)} images labelled ({cached} already cached), {time.perf_counter() - t0:.1f} s; "
+          f"cache {store.path}")
+    return 1 if unreadable else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

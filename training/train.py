@@ -2,7 +2,7 @@
 
 1. BSDS500 (``--data``: a folder of train/val/test images or a Hub dataset
    id) resized to 256x256; labels from the codec's exact ``quality`` policy at
-   each target of the grid (cached, 2 processes); one brightness-changed copy
+   each target of the grid (cached; ``--jobs`` processes or ``--engine ray``); one brightness-changed copy
    of every train+val image, with its label recomputed.
 2. ``--folds`` K-fold cross-validation on train+val, grouped by source image
    (a brightness copy never sits in another fold than its source). Each fold
@@ -13,9 +13,10 @@
 4. One evaluation on test (see :mod:`training.evaluate`), and the latency of
    one prediction (batch 1, warm, CPU, median of 200).
 
-Writes ``model.keras`` (no optimizer state), ``model.json`` (the
-configuration :class:`svdk.predictor.RankPredictor` reads) and
-``metrics.json`` into ``--out``. TensorFlow runs on one intra-op and one
+Writes ``model.keras`` (no optimizer state), ``model.tflite`` (the same
+network for LiteRT, checked against it: :func:`svdk.predictor.export_litert`),
+``model.json`` (the configuration :class:`svdk.predictor.RankPredictor`
+reads) and ``metrics.json`` into ``--out``. TensorFlow runs on one intra-op and one
 inter-op thread.
 """
 
@@ -35,6 +36,16 @@ import numpy as np
 __all__ = ["main"]
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     from .data import DEFAULT_DATA
 
@@ -51,7 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-brightness", action="store_true", help="no brightness copies")
     p.add_argument("--data", default=str(DEFAULT_DATA), help=f"folder or Hub dataset id (default {DEFAULT_DATA})")
     p.add_argument("--limit", type=int, help="use only the first N images of each split (quick runs, tests)")
-    p.add_argument("--processes", type=int, default=2, help="processes for the labels")
+    p.add_argument("--jobs", "--processes", dest="processes", type=_positive, default=None, metavar="N",
+                   help="workers for the labels (default: the usable cores)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="where the labels run: local processes (default) or a Ray cluster (pip install 'svdk[ray]')")
+    p.add_argument("--address", metavar="HOST:PORT",
+                   help="the Ray cluster's head for --engine ray (default $RAY_ADDRESS, else a local Ray)")
     p.add_argument("--cache", help="label cache folder (default runs/cache or $SVDK_CACHE)")
     p.add_argument("--out", help="run folder (default runs/ARCH[-features])")
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
@@ -192,16 +208,19 @@ def model_input_time(predictor, image, n):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.address and args.engine != "ray":
+        parser.error("--address goes with --engine ray")
     if args.features and args.arch == "seed":
         print("error: --features goes with --arch compact", file=sys.stderr)
         return 2
     from .data import DataError, load_images
     from .evaluate import build, cv_summary, folds, mae_per_target, test_metrics, to_ranks
-    from .labels import LabelStore, TARGETS, code_hash
+    from .labels import LabelError, LabelStore, TARGETS, code_hash
     from .models import OUTPUT_KIND
     import svdk
-    from svdk.predictor import FEATURE_NAMES, INPUT_SHAPE, MODEL_FORMAT, MODEL_VERSION, RankPredictor
+    from svdk.predictor import FEATURE_NAMES, INPUT_SHAPE, MODEL_FORMAT, MODEL_VERSION, RankPredictor, export_litert
 
     name = args.arch + ("-features" if args.features else "")
     out = Path(args.out or Path("runs") / name)
@@ -212,11 +231,15 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    store = LabelStore(args.cache, TARGETS, processes=args.processes)
+    store = LabelStore(args.cache, TARGETS, processes=args.processes, engine=args.engine, address=args.address)
     tv_items = items["train"] + items["val"]
-    tv = build(tv_items, store, brightness=not args.no_brightness, desc="train+val labels")
-    test = build(items["test"], store, brightness=False, desc="test labels")
-    beta, beta_info = _resolution_exponent(tv_items, store, TARGETS)
+    try:
+        tv = build(tv_items, store, brightness=not args.no_brightness, desc="train+val labels")
+        test = build(items["test"], store, brightness=False, desc="test labels")
+        beta, beta_info = _resolution_exponent(tv_items, store, TARGETS)
+    except (svdk.OptionError, LabelError) as exc:  # Ray missing or unreachable, a label that failed
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     kind = OUTPUT_KIND[args.arch]
     tf, keras = _setup_tf(args.seed)
 
@@ -273,7 +296,9 @@ def main(argv: list[str] | None = None) -> int:
         "label_code_hash": code_hash(TARGETS),
         "keras_version": keras.__version__,
     }
+    (out / "model.tflite").unlink(missing_ok=True)  # an earlier run's LiteRT file must not outlive its model
     (out / "model.json").write_text(json.dumps(config, indent=2) + "\n")
+    export_litert(model_path)  # model.tflite beside it (and litert_sha256 in model.json): prediction without TensorFlow
     predictor = RankPredictor.load(model_path)
     latency = None if args.no_latency else latency_ms(predictor, test.work[0])
     metrics = {
@@ -302,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{name}: test MAE in k at 0.90 = {t90.get('mae_k', math.nan):.2f}, "
         f"reach {t90.get('reach', math.nan):.2f}; model {metrics['model_bytes']} bytes; "
         + (f"latency {latency['predict_ms_median']:.2f} ms; " if latency else "")
-        + f"wrote {out}/model.keras, model.json, metrics.json"
+        + f"wrote {out}/model.keras, model.tflite, model.json, metrics.json"
     )
     return 0
 

@@ -1,13 +1,20 @@
 """The rank predictor: a small CNN that guesses the luma rank for a target SSIM.
 
 The package is split by job: ``_features`` (what the network sees),
-``_files`` (model files, their configuration and checks), ``_model``
-(:class:`RankPredictor`: loading and predicting), ``_hub`` (the Hugging
-Face Hub) and ``_policies`` (the ``cnn`` policies and the model they use).
+``_files`` (model files, their configuration and checks), ``_litert`` (the
+network without TensorFlow), ``_model`` (:class:`RankPredictor`: loading
+and predicting), ``_hub`` (the Hugging Face Hub) and ``_policies`` (the
+``cnn`` policies and the model they use).
 Everything public is here.
 
-Keras (TensorFlow backend) is imported only when a model is loaded, so
-``import svdk`` stays light; install it with ``pip install 'svdk[model]'``.
+Nothing heavy is imported until a model is loaded, so ``import svdk`` stays
+light. The network runs with LiteRT (``pip install 'svdk[model]'``: the
+``ai-edge-litert`` interpreter, about 20 MB, imported in about 10 ms) from
+the ``.tflite`` file beside each ``.keras`` file, or with Keras and
+TensorFlow (``pip install 'svdk[keras]'``: several hundred MB, 7-10 s to
+import) when there is no such file or ``SVDK_PREDICTOR_RUNTIME=keras`` is
+set. Both give the same ranks; :attr:`RankPredictor.runtime` says which
+one runs.
 
 How a prediction is made
 ------------------------
@@ -52,13 +59,15 @@ A model is a Keras 3 ``.keras`` file plus a JSON configuration with the same
 stem (``compact.keras`` + ``compact.json``). The configuration names the
 format (``svdk-rank-predictor``), its version, the input shape, the target
 grid, the feature list (for the variant with hand-crafted features) and the
-resolution exponents. :meth:`RankPredictor.load` checks all of them and
-raises :class:`ModelError` naming the file and what was expected.
+resolution exponents, and ``litert_sha256``: the sha256 of the LiteRT file
+(``compact.tflite``) beside it, the same network for the light runtime.
+:meth:`RankPredictor.load` checks all of them and raises
+:class:`ModelError` naming the file and what was expected.
 
 Where the model comes from
 --------------------------
 :meth:`RankPredictor.from_pretrained` takes a local folder (holding
-``model.keras`` and ``model.json``, as ``python -m training.train`` writes
+``model.keras``, ``model.tflite`` and ``model.json``, as ``python -m training.train`` writes
 them) or a Hugging Face Hub repo id, optionally at a pinned revision; the Hub
 files are downloaded through ``huggingface_hub`` (imported only then) into its
 cache. A downloaded file whose checksum differs from the one the Hub announced
@@ -87,6 +96,7 @@ from ._features import FEATURE_NAMES, INPUT_SHAPE, WORK_SIZE, hand_features, lum
 from ._files import (
     CONFIG_FILE,
     DEFAULT_MODEL,
+    LITE_FILE,
     MODEL_FILE,
     MODEL_FORMAT,
     MODEL_VERSION,
@@ -95,15 +105,18 @@ from ._files import (
     describe_error,
     sha256_file,
 )
-from ._model import RankPredictor
+from ._model import RUNTIMES, RankPredictor, export_litert
 from ._policies import default_predictor  # registers the cnn and cnn-only policies
 
 __all__ = [
     "RankPredictor",
+    "RUNTIMES",
+    "export_litert",
     "ModelError",
     "DEFAULT_MODEL",
     "MODEL_FILE",
     "CONFIG_FILE",
+    "LITE_FILE",
     "default_predictor",
     "sha256_file",
     "config_path",

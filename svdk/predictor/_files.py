@@ -16,6 +16,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "MODEL_FILE",
     "CONFIG_FILE",
+    "LITE_FILE",
     "config_path",
     "sha256_file",
     "check_config",
@@ -31,6 +32,8 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "compact.ker
 #: A model's files in a folder or a Hub repo (``training.train`` writes them, ``hub.publish`` uploads them).
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "model.json"
+#: The same network for LiteRT (optional: prediction without TensorFlow).
+LITE_FILE = "model.tflite"
 
 
 class ModelError(SvdkError):

@@ -12,7 +12,8 @@ import os
 import re
 from pathlib import Path
 
-from ._files import CONFIG_FILE, MODEL_FILE, ModelError, config_path, describe_error, sha256_file
+from ._files import CONFIG_FILE, LITE_FILE, MODEL_FILE, ModelError, config_path, describe_error, sha256_file
+from ._litert import lite_path
 
 __all__ = ["pull"]
 
@@ -77,7 +78,9 @@ def _verify_download(model_path: Path, label: str) -> str:
     """
     sha = sha256_file(model_path)
     checks = []  # (file, kind, what, expected, actual)
-    for path in (config_path(model_path), model_path):
+    for path in (config_path(model_path), model_path, lite_path(model_path)):
+        if not path.exists():
+            continue  # a model without a LiteRT file
         etag = Path(os.path.realpath(path)).name
         if _SHA256.fullmatch(etag):
             checks.append((path, "sha256", "the checksum the Hub announced for it", etag, sha256_file(path)))
@@ -168,11 +171,24 @@ def pull(repo_id: str, *, revision, cache_dir, endpoint, token, online: bool, ca
                 ) from None
             answer = _hub_answer(exc, repo_id, rev, host)
             raise (answer or ModelError(f"{label}: downloading {name} failed ({describe_error(exc)})")) from None
+    # the LiteRT file, when the repo has one (runs published before it existed do not)
+    if (online and LITE_FILE in names) or not online:
+        try:
+            paths[LITE_FILE] = Path(
+                hub.hf_hub_download(
+                    repo_id, LITE_FILE, revision=rev, cache_dir=cache_dir, endpoint=endpoint, token=token,
+                    local_files_only=not online,
+                )
+            )
+        except Exception as exc:
+            if online or not isinstance(exc, errors.LocalEntryNotFoundError):
+                answer = _hub_answer(exc, repo_id, rev, host)
+                raise (answer or ModelError(f"{label}: downloading {LITE_FILE} failed ({describe_error(exc)})")) from None
     model_path = paths[MODEL_FILE]
     commit = model_path.parent.name
-    if paths[CONFIG_FILE].parent != model_path.parent:
+    if any(p.parent != model_path.parent for p in paths.values()):
         raise ModelError(
-            f"{label}: {CONFIG_FILE} and {MODEL_FILE} came from different commits (the branch moved during "
+            f"{label}: the model's files came from different commits (the branch moved during "
             "the download); try again, or pin a commit id"
         )
     sha = _verify_download(model_path, f"{repo_id} at {commit}")

@@ -12,8 +12,32 @@ import numpy as np
 from .._image import ImageLike, load_image
 from ._features import INPUT_SHAPE, WORK_SIZE, hand_features, luma, model_input, resize_work
 from ._files import DEFAULT_MODEL, MODEL_FILE, ModelError, check_config, config_path, describe_error, sha256_file
+from ._litert import TOLERANCE, LiteModel, available as litert_available, convert, largest_difference, lite_path
 
-__all__ = ["RankPredictor", "rank_at", "log_rank_at"]
+RUNTIMES = ("auto", "litert", "keras")
+
+
+def _runtime(path: Path, config: dict, runtime: str | None) -> str:
+    """The runtime that will run the model at ``path``: ``"litert"`` or ``"keras"``."""
+    asked = runtime or os.environ.get("SVDK_PREDICTOR_RUNTIME") or "auto"
+    if asked not in RUNTIMES:
+        raise ModelError(f"the rank predictor's runtime must be one of {', '.join(RUNTIMES)}; got {asked!r}")
+    lite = lite_path(path)
+    if asked == "litert":
+        if not lite.is_file():
+            raise ModelError(f"{lite}: missing; export it with 'python -m training.export {path}', or use the Keras runtime")
+        if not config.get("litert_sha256"):
+            raise ModelError(
+                f"{config_path(path)} records no litert_sha256, so {lite.name} cannot be checked against this "
+                f"model; export it again with 'python -m training.export {path}'"
+            )
+        return "litert"
+    # only a LiteRT file the configuration vouches for: a stale one left beside a new model must not run
+    if asked == "auto" and lite.is_file() and config.get("litert_sha256") and litert_available():
+        return "litert"
+    return "keras"
+
+__all__ = ["RankPredictor", "RUNTIMES", "export_litert", "rank_at", "log_rank_at"]
 
 
 def _import_keras():
@@ -23,8 +47,8 @@ def _import_keras():
         import keras
     except ImportError:
         raise ModelError(
-            "the rank predictor needs Keras and TensorFlow; install them with "
-            "pip install 'svdk[model]'"
+            "this rank predictor needs Keras and TensorFlow (pip install 'svdk[keras]'), or, when it has a "
+            ".tflite file beside it, LiteRT (pip install 'svdk[model]')"
         ) from None
     return keras
 
@@ -63,12 +87,20 @@ class RankPredictor:
     # -- loading ---------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None) -> "RankPredictor":
+    def load(cls, path: str | os.PathLike | None = None, *, runtime: str | None = None) -> "RankPredictor":
         """Load a model (default: the shipped :data:`DEFAULT_MODEL`).
+
+        ``runtime`` runs the network with ``"litert"`` (the ``.tflite`` file
+        beside the ``.keras`` one, through ``ai-edge-litert``: no TensorFlow
+        to import) or ``"keras"`` (Keras and TensorFlow). The default,
+        ``SVDK_PREDICTOR_RUNTIME`` or ``"auto"``, takes LiteRT when the file
+        and the package are there, else Keras. Both give the same ranks
+        (:func:`svdk.predictor.export_litert` checks ``log k`` to 1e-4).
 
         Raises :class:`ModelError`, naming the file, when the model or its
         JSON configuration is missing, unreadable, of another format version
-        or made for another input shape. Keras loads with ``safe_mode=True``.
+        or made for another input shape, and when the runtime asked for is
+        not installed. Keras loads with ``safe_mode=True``.
         """
         path = Path(path) if path is not None else DEFAULT_MODEL
         cfg_path = config_path(path)
@@ -77,7 +109,12 @@ class RankPredictor:
         if not path.is_file():
             raise ModelError(
                 f"{path}: no such model file; expected a .keras file with its configuration {cfg_path.name} "
-                "beside it (train one with 'python -m training.train')"
+                "beside it"
+                + (
+                    "; svdk ships its model in svdk/models: reinstall svdk ('pip install --force-reinstall svdk')"
+                    if path == DEFAULT_MODEL
+                    else " (train one from a clone of svdk's repository with 'python -m training.train')"
+                )
             )
         if not cfg_path.is_file():
             raise ModelError(f"{cfg_path}: missing; a rank-predictor model needs this JSON configuration")
@@ -86,12 +123,16 @@ class RankPredictor:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ModelError(f"{cfg_path}: not a readable JSON configuration ({exc})") from None
         check_config(config, cfg_path)
-        keras = _import_keras()
-        try:
-            model = keras.saving.load_model(path, compile=False, safe_mode=True)
-        except Exception as exc:  # Keras raises many types for a bad file
-            raise ModelError(f"{path}: not a loadable Keras 3 model file ({describe_error(exc)})") from None
-        cls._check_model(model, config, path)
+        runtime = _runtime(path, config, runtime)
+        if runtime == "litert":
+            model = LiteModel(lite_path(path), config)
+        else:
+            keras = _import_keras()
+            try:
+                model = keras.saving.load_model(path, compile=False, safe_mode=True)
+            except Exception as exc:  # Keras raises many types for a bad file
+                raise ModelError(f"{path}: not a loadable Keras 3 model file ({describe_error(exc)})") from None
+            cls._check_model(model, config, path)
         shipped = path.resolve() == DEFAULT_MODEL.resolve()
         source = {
             "source": "shipped" if shipped else "file",
@@ -121,7 +162,7 @@ class RankPredictor:
         A path that exists always wins over a Hub repo id; ``"shipped"``
         names the model shipped with svdk (as :meth:`shipped`), from any
         folder. Anything else is taken as a Hub repo id (``OWNER/NAME``):
-        ``model.json`` and ``model.keras`` at ``revision``
+        ``model.json``, ``model.keras`` and (when the repo has it) ``model.tflite`` at ``revision``
         (a commit id, tag or branch; default ``main``) are downloaded into the
         Hugging Face cache (``cache_dir``, default ``HF_HUB_CACHE``) from
         ``endpoint`` (default ``HF_ENDPOINT``, else huggingface.co). When the
@@ -184,10 +225,19 @@ class RankPredictor:
         """
         return cls.load(DEFAULT_MODEL)
 
+    @property
+    def runtime(self) -> str:
+        """``"litert"`` or ``"keras"``: what runs the network."""
+        return "litert" if isinstance(self.model, LiteModel) else "keras"
+
     def describe(self) -> str:
         """Where this model came from, in one line (for logs and the app)."""
         src = self.source
         sha = f"weights sha256 {src['sha256'][:12]}" if src.get("sha256") else "weights sha256 unknown"
+        if self.runtime == "litert":
+            sha += f"; run with LiteRT, {lite_path(self.path).name} sha256 {self.config['litert_sha256'][:12]}"
+        else:
+            sha += "; run with Keras"
         if src["source"] in ("hub", "cache"):
             where = "the Hugging Face Hub" if src["source"] == "hub" else "the local Hugging Face cache"
             return f"rank predictor {src['repo']} at {src['revision'] or 'an unknown revision'} from {where} ({sha})"
@@ -219,7 +269,9 @@ class RankPredictor:
     # -- prediction ------------------------------------------------------------
 
     def _forward(self):
-        """The network as one compiled call for batch 1 (about 1 ms, against 10+ ms eagerly)."""
+        """The network as one compiled call for batch 1 (Keras: about 1 ms, against 10+ ms eagerly)."""
+        if self._fn is None and self.runtime == "litert":
+            self._fn = self.model
         if self._fn is None:
             import keras
 
@@ -260,6 +312,10 @@ class RankPredictor:
         logk = logk + self.beta * math.log(math.sqrt(h * w) / WORK_SIZE)
         return self.targets, np.maximum.accumulate(logk)
 
+    def warm_up(self) -> None:
+        """Run the network once on a grey image, so that the first real prediction pays no set-up cost."""
+        self.predict(np.full((64, 64, 3), 128, np.uint8), 0.9)
+
     def predict(self, image: ImageLike, target: float) -> int:
         """The predicted luma rank of ``image`` for SSIM ``target``.
 
@@ -288,3 +344,35 @@ def log_rank_at(targets: np.ndarray, logk: np.ndarray, t: float) -> float:
 
 def rank_at(targets, logk, t: float, max_rank: int) -> int:
     return int(min(max_rank, max(1, round(math.exp(log_rank_at(targets, logk, t))))))
+
+
+def export_litert(model_path: str | os.PathLike) -> Path:
+    """Write the LiteRT file (``.tflite``) of a ``.keras`` rank predictor beside it; returns its path.
+
+    Needs TensorFlow. The file is checked against the Keras model on 64
+    random inputs (``log k`` within 1e-4) before it is written, and its
+    sha256 goes into the model's JSON configuration as ``litert_sha256``,
+    which :meth:`RankPredictor.load` checks. Raises :class:`ModelError` when
+    the conversion fails or the two disagree.
+    """
+    import hashlib
+
+    model_path = Path(model_path)
+    predictor = RankPredictor.load(model_path, runtime="keras")
+    data = convert(predictor.model)
+    out = lite_path(model_path)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(data)
+    try:
+        lite = LiteModel(tmp, {**predictor.config, "litert_sha256": None})
+        worst = largest_difference(predictor._forward(), lite, len(predictor.features))
+        if worst > TOLERANCE:
+            raise ModelError(f"{model_path}: the LiteRT file differs from the Keras model by {worst:.2g} (> {TOLERANCE})")
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    cfg = config_path(model_path)
+    config = json.loads(cfg.read_text())
+    config["litert_sha256"] = hashlib.sha256(data).hexdigest()
+    cfg.write_text(json.dumps(config, indent=2) + "\n")
+    return out

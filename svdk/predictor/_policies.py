@@ -20,18 +20,27 @@ log = logging.getLogger("svdk.predictor")
 
 _LOCK = threading.Lock()
 _DEFAULT: RankPredictor | None = None
+_FAILED: ModelError | None = None
 
 
 def default_predictor() -> RankPredictor:
     """The model the ``cnn`` policies use, chosen once (see "Where the model comes from" above).
 
     The choice is logged (logger ``svdk.predictor``) and kept in the
-    predictor's :attr:`~RankPredictor.source`.
+    predictor's :attr:`~RankPredictor.source`. A failure is kept too: later
+    calls raise the same :class:`ModelError` at once instead of trying every
+    source again.
     """
-    global _DEFAULT
+    global _DEFAULT, _FAILED
     with _LOCK:
+        if _FAILED is not None:
+            raise _FAILED
         if _DEFAULT is None:
-            _DEFAULT = _choose_default()
+            try:
+                _DEFAULT = _choose_default()
+            except ModelError as exc:
+                _FAILED = exc
+                raise
             log.info("using %s", _DEFAULT.describe())
         return _DEFAULT
 
@@ -71,10 +80,10 @@ def _choose_default() -> RankPredictor:
 # policies
 
 
-def _predicted(session):
+def _predicted(encoder):
     predictor = default_predictor()
     t0 = time.perf_counter()
-    targets, logk = predictor.curve(session.pixels.color)
+    targets, logk = predictor.curve(encoder.pixels.color)
     seconds = time.perf_counter() - t0
     return predictor, targets, logk, seconds
 
@@ -83,30 +92,30 @@ _PREDICTING = dict(target="quality", layouts=("global",), metrics=("ssim",))
 
 
 @policies.register("cnn-only", **_PREDICTING)
-def cnn_only(session, target) -> policies.RankChoice:
+def cnn_only(encoder, target) -> policies.RankChoice:
     value = float(target[1])  # an SSIM target: select() refuses others
-    predictor, targets, logk, seconds = _predicted(session)
-    k = rank_at(targets, logk, value, session.planes[0].max_rank)
-    ranks = session.ranks_for(k)
+    predictor, targets, logk, seconds = _predicted(encoder)
+    k = rank_at(targets, logk, value, encoder.planes[0].max_rank)
+    ranks = encoder.ranks_for(k)
     return policies.RankChoice(
         ranks,
         f"ranks predicted by the CNN for ssim >= {value:g} ({seconds * 1e3:.1f} ms), not checked: "
-        f"{policies.describe_ranks(session, ranks)}",
+        f"{policies.describe_ranks(encoder, ranks)}",
         predicted_rank=k,
         correction="unchecked",
         model=predictor.describe(),
     )
 
 
-def _correct(session, i: int, value: float, k0: int, targets, logk) -> tuple[int, float, str, str]:
+def _correct(encoder, i: int, value: float, k0: int, targets, logk) -> tuple[int, float, str, str]:
     """Check ``k0`` on plane ``i``; at most two more evaluations, then the exact search.
 
     Returns the rank, its score, what was done in words and as one of the
     :attr:`svdk.Encoded.correction` keywords.
     """
-    plane = session.planes[i]
+    plane = encoder.planes[i]
     top = plane.max_rank
-    base = policies.plane_score(session, i, "ssim")
+    base = policies.plane_score(encoder, i, "ssim")
     seen: dict[int, float] = {}
 
     def score(k: int) -> float:
@@ -158,36 +167,36 @@ _CORRECTIONS = ("met", "lowered", "raised", "exact search")
 
 
 @policies.register("cnn", **_PREDICTING)
-def cnn(session, target) -> policies.RankChoice:
+def cnn(encoder, target) -> policies.RankChoice:
     value = float(target[1])  # an SSIM target: select() refuses others
-    start = session.evaluations
-    predictor, targets, logk, seconds = _predicted(session)
+    start = encoder.evaluations
+    predictor, targets, logk, seconds = _predicted(encoder)
     found = {}
     paths = []
     corrections = []
-    for i in policies.searched_planes(session):
-        k0 = rank_at(targets, logk, value, session.planes[i].max_rank)
+    for i in policies.searched_planes(encoder):
+        k0 = rank_at(targets, logk, value, encoder.planes[i].max_rank)
         try:
-            k, v, how, correction = _correct(session, i, value, k0, targets, logk)
+            k, v, how, correction = _correct(encoder, i, value, k0, targets, logk)
         except OptionError as exc:
-            raise OptionError(f"ssim >= {value:g} on plane {session.plane_names[i]}: {exc}") from None
+            raise OptionError(f"ssim >= {value:g} on plane {encoder.plane_names[i]}: {exc}") from None
         found[i] = (k, v)
-        paths.append(f"{session.plane_names[i]}: predicted {k0}, {how}")
+        paths.append(f"{encoder.plane_names[i]}: predicted {k0}, {how}")
         corrections.append(correction)
         if i == 0:
             predicted = k0
-    if session.mode == "rgb":
+    if encoder.mode == "rgb":
         ranks = tuple(found[i][0] for i in range(3))
     else:
-        ranks = session.ranks_for(found[0][0])
-    got = ", ".join(f"{session.plane_names[i]} {v:.4f}" for i, (_, v) in found.items())
+        ranks = encoder.ranks_for(found[0][0])
+    got = ", ".join(f"{encoder.plane_names[i]} {v:.4f}" for i, (_, v) in found.items())
     return policies.RankChoice(
         ranks,
         f"CNN-predicted ranks checked for ssim >= {value:g} ({got}; {'; '.join(paths)}): "
-        f"{policies.describe_ranks(session, ranks)}; {session.evaluations - start} evaluations, "
+        f"{policies.describe_ranks(encoder, ranks)}; {encoder.evaluations - start} evaluations, "
         f"prediction {seconds * 1e3:.1f} ms",
         predicted_rank=predicted,
         correction=max(corrections, key=_CORRECTIONS.index),
         model=predictor.describe(),
-        measured=policies.measured(session, "ssim", found),
+        measured=policies.measured(encoder, "ssim", found),
     )
