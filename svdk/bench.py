@@ -47,6 +47,7 @@ import numpy as np
 from scipy.interpolate import PchipInterpolator
 
 from ._errors import SvdkError
+from .engine import add_options, check_options, positive_int
 
 __all__ = [
     "CODECS",
@@ -486,18 +487,8 @@ def find_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts)
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
-    return value
-
-
 def _at_least_two(text: str) -> int:
-    value = _positive(text)
+    value = positive_int(text)
     if value < 2:
         raise argparse.ArgumentTypeError(f"a curve needs at least 2 points; got {text!r}")
     return value
@@ -513,17 +504,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", nargs="?", default="../shared/data/kodak", help="images (default ../shared/data/kodak)")
     p.add_argument("--codecs", default=",".join(CODECS), help=f"comma-separated, from: {', '.join(CODECS)}")
     p.add_argument("--out", default=None, help="output folder (default results/bench-<folder name>)")
-    p.add_argument("--images", type=_positive, default=None, metavar="N",
+    p.add_argument("--images", type=positive_int, default=None, metavar="N",
                    help="only the first N images, in name order (quick tries)")
     p.add_argument("--points", type=_at_least_two, default=None, metavar="N",
                    help="only N settings of each codec's sweep, spread evenly over it with the lowest "
                    "and highest rate kept (quick tries; BD figures from fewer points are coarser)")
-    p.add_argument("--jobs", "--workers", dest="workers", type=_positive, default=None, metavar="N",
-                   help="workers (default: the usable cores; 1 runs everything in this process)")
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local: a pool of --jobs processes (default); ray: a Ray cluster (pip install 'svdk[ray]')")
-    p.add_argument("--address", metavar="HOST:PORT",
-                   help="the Ray cluster's head (default $RAY_ADDRESS, else a local Ray started for the run)")
+    add_options(p, jobs_dest="workers", jobs_aliases=("--workers",), what="images")
     p.add_argument("--resume", action="store_true",
                    help="keep the (codec, image) results a stopped run of the same --out finished")
     return p
@@ -534,8 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.address and args.engine != "ray":
-        parser.error("--address goes with --engine ray")
+    check_options(parser, args)
 
     def fail(message: str, status: int) -> int:
         print(f"svdk bench: error: {message}", file=sys.stderr)

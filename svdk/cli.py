@@ -13,7 +13,6 @@ the same output bytes and the same lines, in input order.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -23,6 +22,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ._quiet import native_stderr_silenced
+from .engine import positive_int
+
 __all__ = ["main"]
 
 
@@ -31,16 +33,6 @@ def _ranks(text: str) -> tuple[int, ...]:
         return tuple(int(x) for x in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 64,16,16; got {text!r}")
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer; got {text!r}")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
-    return value
 
 
 def _codec_options(p: argparse.ArgumentParser) -> None:
@@ -68,16 +60,6 @@ def _codec_options(p: argparse.ArgumentParser) -> None:
         help="tiled layout: an SVD per tile, ranks per tile from one threshold (needs --quality, --size or --energy)",
     )
     o.add_argument("--tile-size", type=int, metavar="T", help="tile size for --tiled (default 8)")
-
-
-def _engine_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("engine (many inputs)")
-    g.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local: a pool of --jobs processes (default); ray: a Ray cluster (pip install 'svdk[ray]')")
-    g.add_argument("--jobs", type=_positive, metavar="N",
-                   help="workers (default: the usable cores; 1 runs in this process)")
-    g.add_argument("--address", metavar="HOST:PORT",
-                   help="the Ray cluster's head (default $RAY_ADDRESS, else a local Ray started for the run)")
 
 
 def _options(args) -> dict:
@@ -114,14 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
     _codec_options(p)
     p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--json", action="store_true", help="print one JSON record per file")
-    _engine_options(p)
+    from .engine import add_options
+
+    add_options(p)
 
     p = sub.add_parser("decompress", help=".svdk files -> images", description="Decode .svdk files to images.")
     p.add_argument("inputs", nargs="+", metavar="IN.svdk")
     out = p.add_mutually_exclusive_group()
     out.add_argument("-o", "--output", metavar="OUT.png", help="output image (one input only)")
     out.add_argument("--out-dir", metavar="DIR", help="folder for the outputs (default: beside each input)")
-    p.add_argument("--max-rank", type=_positive, metavar="J", help="decode only the first J components")
+    p.add_argument("--max-rank", type=positive_int, metavar="J", help="decode only the first J components")
     p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
 
     p = sub.add_parser("info", help="show .svdk headers", description="Show the header of .svdk files.")
@@ -283,37 +267,6 @@ def _cmd_compare(src: str, args, emit) -> None:
     emit("\n".join(lines))
 
 
-@contextlib.contextmanager
-def _native_stderr_silenced():
-    """Send what native code writes to file descriptor 2 to /dev/null meanwhile.
-
-    The predictor's runtimes write native start-up lines (LiteRT's XNNPACK
-    delegate, TensorFlow's absl and oneDNN lines, which ignore
-    ``TF_CPP_MIN_LOG_LEVEL``); a command-line user should see svdk's lines only.
-    Python's own writes (warnings, log records such as the model source
-    that was not used) still reach the terminal through ``sys.stderr``,
-    which points at the real stderr meanwhile.
-    """
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real stderr: nothing to silence
-        yield
-        return
-    python_stderr = sys.stderr
-    try:
-        sys.stderr = open(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        if sys.stderr is not python_stderr:
-            sys.stderr.close()
-            sys.stderr = python_stderr
-
-
 _PREDICTOR_READY = False
 
 
@@ -330,7 +283,7 @@ def _load_predictor_quietly() -> None:
     from ._errors import SvdkError
     from .predictor import default_predictor
 
-    with _native_stderr_silenced():
+    with native_stderr_silenced():
         try:
             default_predictor().warm_up()
         except SvdkError:
@@ -454,8 +407,10 @@ def main(argv: list[str] | None = None) -> int:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             parser.error(f"--out-dir {args.out_dir} cannot be made ({exc.strerror or exc})")
-    if getattr(args, "address", None) and args.engine != "ray":
-        parser.error("--address goes with --engine ray")
+    if getattr(args, "engine", None) is not None:
+        from .engine import check_options
+
+        check_options(parser, args)
     if _use_engine(args):
         return _main_engine(args)
     debug = bool(os.environ.get("SVDK_DEBUG"))

@@ -32,19 +32,28 @@ never loads it (install it with ``pip install 'svdk[ray]'``).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
 import socket
-import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 from ._errors import OptionError
+from ._quiet import native_stderr_silenced
 
-__all__ = ["ENGINES", "EngineError", "Failure", "describe", "map_images", "usable_cores"]
+__all__ = [
+    "ENGINES",
+    "EngineError",
+    "Failure",
+    "add_options",
+    "check_options",
+    "positive_int",
+    "describe",
+    "map_images",
+    "usable_cores",
+]
 
 #: The engines :func:`map_images` knows.
 ENGINES = ("local", "ray")
@@ -76,6 +85,41 @@ class Failure:
 
     def __str__(self) -> str:
         return self.message
+
+
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: a whole number of at least 1 (``--jobs 0`` is a command-line error)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+    return value
+
+
+def add_options(parser, *, jobs_dest: str = "jobs", jobs_aliases: tuple[str, ...] = (), what: str = "inputs") -> None:
+    """Add ``--engine``, ``--jobs`` (with ``jobs_aliases``, stored as ``jobs_dest``) and ``--address``.
+
+    One set of options for every command that maps work over images
+    (``svdk compress``, ``svdk bench``, ``python -m training.train`` and
+    ``training.labels``); :func:`check_options` checks them after parsing.
+    """
+    g = parser.add_argument_group(f"engine (many {what})")
+    g.add_argument("--engine", choices=ENGINES, default="local",
+                   help="local: a pool of --jobs processes (default); ray: a Ray cluster (pip install 'svdk[ray]')")
+    g.add_argument("--jobs", *jobs_aliases, dest=jobs_dest, type=positive_int, default=None, metavar="N",
+                   help="workers (default: the usable cores; 1 runs in this process)")
+    g.add_argument("--address", metavar="HOST:PORT",
+                   help="the Ray cluster's head (default $RAY_ADDRESS, else a local Ray started for the run)")
+
+
+def check_options(parser, args) -> None:
+    """After parsing: a command-line error (status 2) for options that do not go together."""
+    if args.address and args.engine != "ray":
+        parser.error("--address goes with --engine ray")
 
 
 def usable_cores() -> int:
@@ -310,24 +354,6 @@ def _check_reachable(address: str) -> None:
         ) from None
 
 
-@contextlib.contextmanager
-def _native_stderr_muted():
-    """Keep Ray's C++ retry warnings (one a second while it tries a server that
-    answers but is no Ray) off the terminal; ``SVDK_DEBUG=1`` shows them."""
-    if os.environ.get("SVDK_DEBUG"):
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def _connect(ray, address: str | None, jobs: int | None) -> bool:
     """Connect to (or start) Ray; True when this call started it."""
     import logging
@@ -340,7 +366,7 @@ def _connect(ray, address: str | None, jobs: int | None) -> bool:
     quiet = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
     if address:
         try:
-            with _native_stderr_muted():
+            with native_stderr_silenced():  # Ray's C++ retry warnings, one a second
                 ray.init(address=address, **quiet)
         except Exception as exc:
             raise EngineError(f"cannot connect to the Ray cluster at {address} ({type(exc).__name__}: {exc})") from None

@@ -44,6 +44,7 @@ import numpy as np
 
 import svdk
 from svdk import policies
+from svdk.engine import add_options, check_options, positive_int
 
 __all__ = [
     "TARGETS",
@@ -275,28 +276,15 @@ def _parser():
 
     from .data import DEFAULT_DATA
 
-    def positive(text):
-        try:
-            value = int(text)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
-        return value
-
     p = argparse.ArgumentParser(
         prog="python -m training.labels",
         description="Compute the labels training.train needs into the label cache, and nothing else.",
     )
     p.add_argument("--data", default=str(DEFAULT_DATA), help=f"folder or Hub dataset id (default {DEFAULT_DATA})")
-    p.add_argument("--limit", type=positive, help="only the first N images of each split")
+    p.add_argument("--limit", type=positive_int, help="only the first N images of each split")
     p.add_argument("--no-brightness", action="store_true", help="no brightness copies")
     p.add_argument("--cache", help="label cache folder (default runs/cache or $SVDK_CACHE)")
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local: a pool of --jobs processes (default); ray: a Ray cluster (pip install 'svdk[ray]')")
-    p.add_argument("--jobs", type=positive, metavar="N", help="workers (default: the usable cores)")
-    p.add_argument("--address", metavar="HOST:PORT",
-                   help="the Ray cluster's head (default $RAY_ADDRESS, else a local Ray started for the run)")
+    add_options(p, what="images")
     return p
 
 
@@ -308,8 +296,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.address and args.engine != "ray":
-        parser.error("--address goes with --engine ray")
+    check_options(parser, args)
 
     def fail(message: str) -> int:
         print(f"svdk: error: {message}", file=sys.stderr)

@@ -33,17 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+from svdk.engine import add_options, check_options, positive_int
+
 __all__ = ["main"]
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
-    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,12 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-brightness", action="store_true", help="no brightness copies")
     p.add_argument("--data", default=str(DEFAULT_DATA), help=f"folder or Hub dataset id (default {DEFAULT_DATA})")
     p.add_argument("--limit", type=int, help="use only the first N images of each split (quick runs, tests)")
-    p.add_argument("--jobs", "--processes", dest="processes", type=_positive, default=None, metavar="N",
-                   help="workers for the labels (default: the usable cores)")
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="where the labels run: local processes (default) or a Ray cluster (pip install 'svdk[ray]')")
-    p.add_argument("--address", metavar="HOST:PORT",
-                   help="the Ray cluster's head for --engine ray (default $RAY_ADDRESS, else a local Ray)")
+    add_options(p, jobs_dest="processes", jobs_aliases=("--processes",), what="images: the labels")
     p.add_argument("--cache", help="label cache folder (default runs/cache or $SVDK_CACHE)")
     p.add_argument("--out", help="run folder (default runs/ARCH[-features])")
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
@@ -210,8 +197,7 @@ def model_input_time(predictor, image, n):
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.address and args.engine != "ray":
-        parser.error("--address goes with --engine ray")
+    check_options(parser, args)
     if args.features and args.arch == "seed":
         print("error: --features goes with --arch compact", file=sys.stderr)
         return 2
