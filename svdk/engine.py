@@ -344,14 +344,44 @@ def _check_reachable(address: str) -> None:
     if not sep or not port.isdigit():
         raise EngineError(f"cannot read the Ray address {address!r}: expected host:port, e.g. 10.0.0.5:6379")
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT):
-            pass
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT) as conn:
+            speaks_grpc = _answers_http2(conn)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise EngineError(
             f"cannot reach the Ray cluster at {address} ({reason}); start one with 'ray start --head' "
             "on that machine, or leave out --address to run a local Ray"
         ) from None
+    if not speaks_grpc:
+        raise EngineError(
+            f"something answers at {address}, but it is not a Ray cluster (Ray's head speaks gRPC there); "
+            "check the address and port (the head's is 6379 unless 'ray start --head --port' said otherwise)"
+        )
+
+
+#: An HTTP/2 client's first bytes: the connection preface and an empty SETTINGS frame.
+_HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def _answers_http2(conn: socket.socket) -> bool:
+    """Whether the server on ``conn`` answers an HTTP/2 greeting as one (Ray's head is a gRPC server).
+
+    An HTTP/2 server's first frame is its SETTINGS frame (type 4 in the
+    frame header's fourth byte). Anything else (an HTTP/1 reply, a closed
+    connection, silence until the timeout) is not Ray; ``ray.init`` would
+    otherwise retry such a server for minutes.
+    """
+    try:
+        conn.sendall(_HTTP2_HELLO)
+        head = b""
+        while len(head) < 9:
+            chunk = conn.recv(9 - len(head))
+            if not chunk:
+                return False
+            head += chunk
+    except OSError:
+        return False
+    return head[3] == 0x04
 
 
 def _connect(ray, address: str | None, jobs: int | None) -> bool:

@@ -223,6 +223,39 @@ def test_an_unreachable_ray_address_is_one_line_naming_it(photos, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("server", ["http/1", "silent"])
+def test_an_address_where_something_else_listens_is_one_line_in_seconds(photos, tmp_path, server, monkeypatch):
+    """ray.init would retry a server that answers but is no Ray for minutes."""
+    import socket
+    import threading
+    import time
+
+    pytest.importorskip("ray")
+    from svdk import engine
+
+    monkeypatch.setattr(engine, "CONNECT_TIMEOUT", 1.0)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve():
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(64)
+            if server == "http/1":
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            else:
+                time.sleep(3)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    _, paths = photos
+    status, stdout, stderr = _run(cli.main, ["compress", *paths[:2], "--out-dir", tmp_path, "--rank", "4",
+                                             "--engine", "ray", "--address", f"127.0.0.1:{port}"])
+    listener.close()
+    lines = stderr.strip().splitlines()
+    assert status == 1 and len(lines) == 1 and "not a Ray cluster" in lines[0] and f"127.0.0.1:{port}" in lines[0]
+
+
 def test_address_needs_the_ray_engine(photos, tmp_path):
     _, paths = photos
     status, _, stderr = _run(cli.main, ["compress", *paths[:2], "--address", "127.0.0.1:1"])
