@@ -369,3 +369,10 @@ def test_labels_of_an_empty_folder_say_so(tmp_path):
     assert status == 1 and stdout == ""
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and "no images" in lines[0] and str(tmp_path) in lines[0]
+
+
+def test_a_real_ray_head_passes_the_address_check(local_ray):
+    """The check that refuses other servers must accept Ray's own head."""
+    from svdk import engine
+
+    engine._check_reachable(local_ray.get_runtime_context().gcs_address)
