@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from svdk.engine import add_options, check_options, positive_int
+from svdk.engine import add_options, check_options
 
 __all__ = ["main"]
 
