@@ -165,3 +165,62 @@ def display_path(path: Path) -> str:
         return str(Path(path).resolve().relative_to(REPO))
     except ValueError:
         return str(path)
+
+
+def ablation_main(prog: str, doc: str, variants: dict, sweep: list, run_image, output: Path, argv=None) -> int:
+    """The command line of a coding ablation (``global_coding``, ``tiled_coding``).
+
+    ``run_image(path, sweep, names)`` gives each variant's ``{"bpp": [...],
+    "psnr-rgb": [...]}`` on one Kodak image; every variant is scored by
+    BD-PSNR against that image's JPEG curve from ``svdk bench``'s
+    ``jpeg.json`` over 0.25-1.0 bpp, per image, then averaged. Writes the
+    summary and the per-image curves to ``output`` (or ``--output``).
+    """
+    import argparse
+    import time
+
+    from svdk.bench import bd_psnr
+
+    p = argparse.ArgumentParser(prog=f"python -m benchmarks.{prog}", description=doc.split("\n")[0])
+    p.add_argument("--data", type=Path, default=DEFAULT_KODAK, help="folder of kodim01.png ... kodim24.png")
+    p.add_argument("--jpeg", type=Path, default=RESULTS / "bench-kodak" / "jpeg.json")
+    p.add_argument("--images", type=int)
+    p.add_argument("--output", type=Path, default=output)
+    args = p.parse_args(argv)
+    try:
+        paths = kodak_paths(args.data, args.images)
+    except DataMissing as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        jpeg = json.loads(args.jpeg.read_text())["per_image"]
+    except (OSError, KeyError, ValueError) as exc:
+        print(f"{prog}: cannot read the JPEG curves ({exc}); run 'svdk bench' first", file=sys.stderr)
+        return 2
+    names = list(variants)
+    t0 = time.perf_counter()
+    per_image, bd = {}, {n: [] for n in names}
+    for path in paths:
+        curves = run_image(path, sweep, names)
+        per_image[path.stem] = curves
+        ref = jpeg[path.stem]
+        for n in names:
+            bd[n].append(bd_psnr(ref["bpp"], ref["psnr-rgb"], curves[n]["bpp"], curves[n]["psnr-rgb"]))
+        print(path.stem, " ".join(f"{n} {bd[n][-1]:+.2f}" for n in names), flush=True)
+    summary = {n: {"bd_psnr_db": float(np.mean(bd[n])), **variants[n]} for n in names}
+    result = {
+        "name": prog,
+        "description": doc.split("\n\n")[2].replace("\n", " "),
+        "command": f"python -m benchmarks.{prog}" + (f" --images {args.images}" if args.images else ""),
+        "images": [p.stem for p in paths],
+        "sweep": sweep,
+        "summary": summary,
+        "per_image": per_image,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "machine": machine_info(),
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=1) + "\n")
+    for n in names:
+        print(f"{n:12s} BD-PSNR vs JPEG {summary[n]['bd_psnr_db']:+.2f} dB")
+    return 0

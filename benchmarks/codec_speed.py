@@ -12,6 +12,7 @@ Figures (each with value, unit, target, pass and per-image values):
   chosen and the number of evaluations);
 * ``tiled_quality_ms``: the same target in the tiled layout,
   ``svdk.encode(img, quality="ssim:0.90", tiled=True)``;
+* ``tiled_decompress_ms``: ``svdk.decompress`` of that tiled file;
 * ``jpeg_encode_ms`` / ``jpeg_decode_ms``: Pillow JPEG quality 75, 4:2:0,
   ``optimize=True`` (the settings of :mod:`svdk.baselines`), numpy array to
   bytes and back, and the ratios svdk / JPEG;
@@ -74,6 +75,8 @@ TARGETS = {
     "decompress_ms": ("ms", "<=", 15.0),
     "quality_ms": ("ms", "<=", 300.0),
     "tiled_quality_ms": ("ms", "<=", 500.0),
+    "ratio_tiled_quality_to_jpeg_encode": ("x", "<=", 90.0),
+    "ratio_tiled_decompress_to_jpeg_decode": ("x", "<=", 6.0),
     "large_compress_s": ("s", "<=", 2.0),
     "large_peak_delta_mb": ("MB", "<", 1500.0),
     "large_peak_absolute_mb": ("MB", "<", 1500.0),
@@ -365,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
               "in a subprocess ...", file=sys.stderr)
         large = run_large(args.data, args.large_image, args.large_repeats)
 
-    ops = ("compress", "decompress", "quality", "tiled_quality", "jpeg_encode", "jpeg_decode")
+    ops = ("compress", "decompress", "quality", "tiled_quality", "tiled_decompress", "jpeg_encode", "jpeg_decode")
     per = {}
     images = {}
     for path in tqdm(paths, desc="codec_speed", unit="img", file=sys.stderr):
@@ -383,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
             "decompress": lambda: svdk.decompress(data),
             "quality": lambda: svdk.encode(img, quality=QUALITY),
             "tiled_quality": lambda: svdk.encode(img, quality=QUALITY, tiled=True),
+            "tiled_decompress": lambda: svdk.decompress(tiled.data),
             "jpeg_encode": lambda: jpeg_encode(img),
             "jpeg_decode": lambda: jpeg_decode(jdata),
         }
@@ -427,13 +431,15 @@ def main(argv: list[str] | None = None) -> int:
     stat = f"median over {len(names)} images of each image's median of {args.repeats} runs"
     rstat = f"median over {len(names)} images of the per-image ratio of medians"
     figs = {}
-    for key in ("compress_ms", "decompress_ms", "quality_ms", "tiled_quality_ms", "jpeg_encode_ms", "jpeg_decode_ms"):
+    for key in ("compress_ms", "decompress_ms", "quality_ms", "tiled_quality_ms", "tiled_decompress_ms",
+                "jpeg_encode_ms", "jpeg_decode_ms"):
         figs[key] = figure(key, med(col(key)), col(key), unit="ms", statistic=stat)
     for key, a, b in (
         ("compress_to_jpeg_encode", "compress_ms", "jpeg_encode_ms"),
         ("decompress_to_jpeg_decode", "decompress_ms", "jpeg_decode_ms"),
         ("quality_to_jpeg_encode", "quality_ms", "jpeg_encode_ms"),
         ("tiled_quality_to_jpeg_encode", "tiled_quality_ms", "jpeg_encode_ms"),
+        ("tiled_decompress_to_jpeg_decode", "tiled_decompress_ms", "jpeg_decode_ms"),
     ):
         r = ratio(a, b)
         figs[f"ratio_{key}"] = figure(f"ratio_{key}", med(r), r, unit="x", statistic=rstat)

@@ -30,12 +30,9 @@ still writes svdk's bytes.
 
 from __future__ import annotations
 
-import argparse
-import json
 import lzma
 import math
 import sys
-import time
 import zlib
 from pathlib import Path
 
@@ -44,10 +41,10 @@ from scipy.fft import dct
 
 from svdk import _codec, _entropy, format as fmt
 from svdk import load_image
-from svdk.bench import bd_psnr, codecs
+from svdk.bench import codecs
 from svdk.metrics import psnr
 
-from ._common import DEFAULT_KODAK, RESULTS, DataMissing, kodak_paths, machine_info
+from ._common import RESULTS, ablation_main
 
 OVERHEAD = 52 + 4  # header of a 3-plane file, CRC
 VARIANTS = {
@@ -126,50 +123,8 @@ def run_image(path: Path, ranks: list[int], names: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.global_coding", description=__doc__.split("\n")[0])
-    p.add_argument("--data", type=Path, default=DEFAULT_KODAK, help="folder of kodim01.png ... kodim24.png")
-    p.add_argument("--jpeg", type=Path, default=RESULTS / "bench-kodak" / "jpeg.json")
-    p.add_argument("--images", type=int)
-    p.add_argument("--output", type=Path, default=RESULTS / "global_coding.json")
-    args = p.parse_args(argv)
-    try:
-        paths = kodak_paths(args.data, args.images)
-    except DataMissing as exc:
-        print(f"global_coding: {exc}", file=sys.stderr)
-        return 2
-    try:
-        jpeg = json.loads(args.jpeg.read_text())["per_image"]
-    except (OSError, KeyError, ValueError) as exc:
-        print(f"global_coding: cannot read the JPEG curves ({exc}); run 'svdk bench' first", file=sys.stderr)
-        return 2
-    ranks = [p[1] for p in codecs()["svdk-global-ycbcr"].sweep]
-    names = list(VARIANTS)
-    t0 = time.perf_counter()
-    per_image, bd = {}, {n: [] for n in names}
-    for path in paths:
-        curves = run_image(path, ranks, names)
-        per_image[path.stem] = curves
-        ref = jpeg[path.stem]
-        for n in names:
-            bd[n].append(bd_psnr(ref["bpp"], ref["psnr-rgb"], curves[n]["bpp"], curves[n]["psnr-rgb"]))
-        print(path.stem, " ".join(f"{n} {bd[n][-1]:+.2f}" for n in names), flush=True)
-    summary = {n: {"bd_psnr_db": float(np.mean(bd[n])), **VARIANTS[n]} for n in names}
-    result = {
-        "name": "global_coding",
-        "description": __doc__.split("\n\n")[2].replace("\n", " "),
-        "command": "python -m benchmarks.global_coding" + (f" --images {args.images}" if args.images else ""),
-        "images": [p.stem for p in paths],
-        "ranks": ranks,
-        "summary": summary,
-        "per_image": per_image,
-        "seconds": round(time.perf_counter() - t0, 1),
-        "machine": machine_info(),
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=1) + "\n")
-    for n in names:
-        print(f"{n:12s} BD-PSNR vs JPEG {summary[n]['bd_psnr_db']:+.2f} dB")
-    return 0
+    sweep = [p[1] for p in codecs()["svdk-global-ycbcr"].sweep]
+    return ablation_main("global_coding", __doc__, VARIANTS, sweep, run_image, RESULTS / "global_coding.json", argv)
 
 
 if __name__ == "__main__":

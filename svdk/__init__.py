@@ -216,7 +216,8 @@ def info(data: bytes | bytearray | memoryview | str | os.PathLike) -> dict:
     ``ranks`` is each plane's SVD rank (tiled layout: the largest rank of
     any tile), ``components`` how many components each plane keeps (tiled
     layout: summed over the tiles, read from the payload), as in
-    :class:`Encoded`.
+    :class:`Encoded`. ``deblock`` is each plane's deblocking strength
+    (tiled layout, format 3.0; 0 where the filter is off).
     """
     if isinstance(data, (str, os.PathLike)):
         data = _read(data)
@@ -241,6 +242,7 @@ def info(data: bytes | bytearray | memoryview | str | os.PathLike) -> dict:
         "tile": h.tile or None,
         "coder": h.coder,
         "predictor": h.predictor,
+        "deblock": [p.deblock for p in h.planes],
         "header_bytes": h.header_length,
         "payload_bytes": h.payload_length,
         "bytes": h.file_length,

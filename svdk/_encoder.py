@@ -276,6 +276,7 @@ class Encoder:
             *data, code = plane.quantize(k)
             factors.append(tuple(data))
             codes.append(code)
+        strengths = [p.deblock_strength(k) for p, k in zip(self.planes, ranks)] if self.tile else None
         return fmt.pack(
             width=self.width,
             height=self.height,
@@ -285,9 +286,10 @@ class Encoder:
             qsteps=codes,
             alpha=self.pixels.alpha,
             predictor="none" if self.tile else "dct",
-            coder="lzma" if self.tile else "ans",
+            coder="ctx" if self.tile else "ans",
             layout=self.layout,
             tile=self.tile or 0,
+            deblock=strengths,
         )
 
     def _plane(self, plane) -> int:
@@ -429,7 +431,7 @@ def decode(data: bytes | bytearray | memoryview, *, max_rank: int | None = None)
         planes = [reconstruct(*f[:2], rec.qstep, *f[2:]) for f, rec in zip(factors, header.planes)]
     else:
         planes = [
-            decode_tiled_plane(*f, rec.qstep, shape, header.tile, max_rank=max_rank)
+            decode_tiled_plane(*f, rec.qstep, shape, header.tile, max_rank=max_rank, deblock_strength=rec.deblock)
             for f, rec, shape in zip(factors, header.planes, header.shapes)
         ]
     image = from_planes(planes, header.mode, header.height, header.width)

@@ -103,7 +103,7 @@ def codecs() -> dict[str, Codec]:
     from . import baselines
 
     ranks = [2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 160]
-    energy = [0.5, 0.7, 0.8, 0.87, 0.92, 0.95, 0.97, 0.98, 0.987, 0.992, 0.995, 0.997]
+    energy = [0.3, 0.5, 0.7, 0.8, 0.87, 0.92, 0.95, 0.97, 0.98, 0.987, 0.992, 0.995, 0.997, 0.998, 0.999]
     out = {
         "svdk-global-ycbcr": _svdk_codec(
             "svdk-global-ycbcr",
@@ -118,7 +118,8 @@ def codecs() -> dict[str, Codec]:
         ),
         "svdk-tiled": _svdk_codec(
             "svdk-tiled",
-            "svdk tiled layout (8x8 tiles), ycbcr 4:2:0, one threshold set by the energy fraction kept, lzma",
+            "svdk tiled layout (8x8 tiles), ycbcr 4:2:0, one threshold set by the energy fraction kept, "
+            "least-squares refinement, deblocking, context-model rANS (format 3.0)",
             [("energy", e) for e in energy],
             tiled=True,
         ),

@@ -1,7 +1,11 @@
 """The ``.svdk`` container: this module owns every byte of it.
 
-This docstring is the specification of format version 2.0 (version 1.0 is
-the same without entropy coder 2 and predictor 2; readers read both). All integers are
+This docstring is the specification of format version 3.0. Version 3.0
+adds entropy coder 3 and the deblocking filter, both for the tiled layout
+only; version 2.0 is the same without them, and version 1.0 is version 2.0
+without entropy coder 2 and predictor 2. Readers read all three. A writer
+marks a file with the lowest version that has what the file uses: global
+files are 2.0, tiled files with coder 3 are 3.0. All integers are
 little-endian and unsigned unless said otherwise.
 
 File
@@ -23,9 +27,9 @@ Header
 offset  size  type   meaning
 ======  ====  =====  ========================================================
 0       4     bytes  magic ``b"SVDK"``
-4       1     u8     major version: 2 (this reader also reads version 1,
-                     which has no coder 2 or predictor 2). A reader refuses
-                     a major it does not know.
+4       1     u8     major version: 3 or 2 (this reader also reads
+                     version 1, which has no coder 2 or predictor 2). A
+                     reader refuses a major it does not know.
 5       1     u8     minor version: 0. A newer minor only appends header
                      fields, which an older reader skips via header_length.
 6       2     u16    header_length: bytes from offset 0 to the payload;
@@ -40,7 +44,8 @@ offset  size  type   meaning
 19      1     u8     entropy coder of the payload: 0 zlib, 1 LZMA2 (raw
                      stream, filter options: preset 9, dictionary 8 MiB),
                      2 rANS with band models (global layout with predictor
-                     2 only; below)
+                     2 only; below), 3 rANS with context models (tiled
+                     layout, version 3 only; below)
 20      1     u8     predictor: 0 none, 1 delta along each factor vector,
                      2 DCT of each factor vector with per-component steps
                      (global layout only, with coder 2; 0 for tiled)
@@ -53,8 +58,11 @@ offset  size  type   meaning
                      u16 rank k: global 1 <= k <= min(plane height, plane
                      width); tiled 0 <= k <= T, the largest tile rank,
                      u16 quantization step in units of 1/256 (>= 1),
-                     u8 bytes per sample: 1, 2 or 4 (1 with coder 2),
-                     3 bytes reserved, zero
+                     u8 bytes per sample: 1, 2 or 4 (1 with coders 2
+                     and 3),
+                     u8 deblocking strength ``c`` (tiled layout, version
+                     3; zero otherwise; below),
+                     2 bytes reserved, zero
 ======  ====  =====  ========================================================
 
 Plane sizes follow from the header: every plane is ``height x width``,
@@ -148,6 +156,71 @@ vector (the inverse of the DCT-II applied by the encoder) and the means
 rebuilt from the differences. The alpha plane, if any, follows the planes
 as in the global layout.
 
+Deblocking (version 3): when a plane's strength ``c`` is not zero, the
+decoded plane (float32, before rounding) is filtered across the tile
+borders with threshold ``t = c / 4 * step``: first every vertical border
+(columns ``x = T, 2T, ...`` inside the plane), then every horizontal one,
+each pass on the result of the previous. At a border with pixels ``p1, p0
+| q0, q1`` in a row (a column for horizontal borders), ``d = q0 - p0``; if
+``|d| < t``, ``p0 += 3 d / 8``, ``q0 -= 3 d / 8``, ``p1 += d / 8`` and, when
+it is inside the plane, ``q1 -= d / 8``, all from the values before the
+pass. The encoder chooses ``c`` per plane (svdk: the candidate that brings
+the plane closest to the original in squared error).
+
+Payload (tiled layout, coder 3)
+-------------------------------
+The tile ranks, tile means and coefficients above are coded with the level
+models of coder 2, each symbol's level set by a context computed from what
+was decoded before it; the ranks as flags with binary models. The payload
+is: a u32 ``side_length``; ``side_length`` bytes of zlib stream (the side
+data); then rANS words, u32 each, to the end. The side data hold, for each
+plane in order, its model parameters (``38 + 4 T`` bytes: 70 for T = 8): 16
+level bytes for the contexts of the tile means, 21 binary level bytes for
+the flag contexts, a slope byte ``s`` (at most 40), then ``base0[f][j]`` and
+then ``base[f][j]``, each for ``f`` = ``A``, ``B`` and ``j = 0 .. T-1``
+(levels below 80, binary levels below 49); then the alpha plane when flag
+bit 1 is set; then the escapes as in coder 2.
+
+A context ``c >= 0`` falls in octave bucket ``b``: the number of the
+thresholds 1, 2, 4, 8, ..., 512 that are ``<= c``, capped at 10. A
+coefficient of factor ``f``, position ``j``, in bucket ``b`` has level
+``base0[f][j]`` if ``b = 0``, else ``min(79, base[f][j] + floor(s * b /
+8))``. A flag of binary level ``l`` is coded with constriction's
+``Categorical([65536 - f1, f1], perfect=False)``: with ``p = round(65536 *
+0.5 * 2 ** (-|l - 24| / 2))`` (half to even) clipped to ``[1, 32768]``, ``f1
+= p`` for ``l <= 24`` and ``65536 - p`` above. Plane by plane, with ``k`` the
+plane's rank in the header:
+
+1. for each component ``i = 0 .. k - 1``:
+
+   a. a flag for every tile whose rank is at least ``i`` (every tile for
+      ``i = 0``): 1 if the tile's rank exceeds ``i``. For ``i = 0``, first
+      the tiles with ``x + y`` even in raster order (context 0), then the
+      others in raster order (context ``1 + m``, ``m`` the number of their
+      four neighbours flagged 1). For ``i > 0``, one pass in raster order,
+      context ``6 + min(14, b(n) + m)`` with ``n`` the summed magnitudes of
+      the tile's ``A`` and ``B`` integers of component ``i - 1`` and ``m``
+      the number of its four neighbours (none outside the grid) whose rank
+      is at least ``i``. A tile's rank is the number of its flags of 1; if
+      no tile is flagged, go to step 2;
+   b. over the flagged tiles in raster order, factor ``A`` then ``B``, for
+      ``j = 0 .. T-1`` a pass over the integer at position ``j`` of each
+      vector, in bucket ``b(2 |x[j-1]| + |x[j-2]| + floor(n / (j + 1)))``
+      (absent terms 0), where ``n`` is, for ``B``, the summed magnitudes of
+      the tile's ``A`` integers of component ``i`` and, for ``A``, half
+      (floored) the summed magnitudes of its ``A`` and ``B`` integers of
+      component ``i - 1`` (0 for ``i = 0``);
+
+2. the tile means, one pass in raster order, each as ``mean - pred`` with
+   ``pred`` the left neighbour's mean on the first row (0 for the first
+   tile), the mean above for the first tile of later rows, else ``L +
+   floor((U - UL) / 2)`` (``L`` left, ``U`` above, ``UL`` above-left), with
+   the level of context ``min(15, rank + the ranks of the four neighbours)``.
+
+Within each pass, symbols are grouped by level, levels ascending, in pass
+order within a level, one rANS decode per group. Escapes and the end of the
+words work as in coder 2.
+
 Readers check every field before they allocate anything sized by one: the
 magic, the version, the lengths against the real length of the data, the
 CRC, the dimensions against :data:`MAX_PIXELS` (and, in the tiled layout,
@@ -156,7 +229,10 @@ ranks against the plane sizes, and the decompressed size against what the
 payload could hold (with coder 2: the symbols, ``k * (h + w)`` per plane,
 plus the alpha bytes, at most 1100 per payload byte; a symbol costs at least
 0.0101 bit of rANS words, or is an escape with a number in the zlib side
-data, which inflates at most about 1032 times, so no valid file is refused).
+data, which inflates at most about 1032 times, so no valid file is refused;
+with coder 3: one tile mean per tile, and, as they decode, the means and
+coefficients together, at most 1100 per payload byte; the flags are at
+most ``k`` per tile).
 """
 
 from __future__ import annotations
@@ -168,7 +244,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _entropy
+from . import _entropy, _tilecoder
 from ._errors import FormatError
 
 __all__ = [
@@ -186,16 +262,18 @@ __all__ = [
 ]
 
 MAGIC = b"SVDK"
-VERSION = (2, 0)
+#: The newest version this module writes (tiled files with coder 3; global
+#: files are written as 2.0, which they need no more than).
+VERSION = (3, 0)
 #: Major versions this module reads.
-READABLE = {1: 0, 2: 0}  # major -> newest minor it knows
+READABLE = {1: 0, 2: 0, 3: 0}  # major -> newest minor it knows
 #: The largest image (in pixels) svdk writes or reads; Pillow's default limit.
 MAX_PIXELS = 89_478_485
 
 MODES = {0: "gray", 1: "rgb", 2: "ycbcr"}
 _MODE_CODES = {name: code for code, name in MODES.items()}
 _COLOUR_PLANES = {"gray": 1, "rgb": 3, "ycbcr": 3}
-CODERS = {0: "zlib", 1: "lzma", 2: "ans"}
+CODERS = {0: "zlib", 1: "lzma", 2: "ans", 3: "ctx"}
 LAYOUTS = {0: "global", 1: "tiled"}
 _LAYOUT_CODES = {name: code for code, name in LAYOUTS.items()}
 MIN_TILE, MAX_TILE = 4, 64
@@ -224,6 +302,7 @@ class PlaneRecord:
     rank: int
     qstep: int  # in units of 1/256
     sample_bytes: int
+    deblock: int = 0  # tiled layout, version 3: the deblocking strength
 
     @property
     def step(self) -> float:
@@ -280,9 +359,12 @@ class Header:
         return total
 
     def min_raw_length(self) -> int:
-        """The fewest bytes of decompressed payload this header allows."""
+        """The fewest bytes of decompressed payload this header allows
+        (with coder 3: the fewest symbols, one mean per tile)."""
         if self.layout == "global":
             return self.raw_length()
+        if self.coder == "ctx":
+            return sum(-(-h // self.tile) * -(-w // self.tile) for h, w in self.shapes)
         total = self.width * self.height if self.alpha else 0
         for h, w in self.shapes:
             ty, tx = -(-h // self.tile), -(-w // self.tile)
@@ -436,13 +518,15 @@ def pack(
     layout: str = "global",
     tile: int = 0,
     ranks: list[int] | None = None,
+    deblock: list[int] | None = None,
 ) -> bytes:
     """Write a complete .svdk file.
 
     Global layout: ``factors`` holds, per plane, the integer matrices ``A``
     (k x rows) and ``B`` (k x cols). Tiled layout: per plane, ``(tile ranks,
     tile means, A coefficients, B coefficients)`` as integers, and ``tile``
-    the tile size. ``qsteps`` are the quantization steps in units of 1/256.
+    the tile size. ``qsteps`` are the quantization steps in units of 1/256;
+    ``deblock`` the deblocking strength of each plane (tiled, coder 3).
     """
     shapes = plane_shapes(width, height, mode, subsampled)
     if len(factors) != len(shapes) or len(qsteps) != len(shapes):
@@ -455,10 +539,19 @@ def pack(
         tile = 0
     if (coder == "ans") != (predictor == "dct") or (coder == "ans" and layout != "global"):
         raise FormatError("entropy coder 'ans' goes with predictor 'dct', in the global layout")
+    if coder == "ctx" and layout != "tiled":
+        raise FormatError("entropy coder 'ctx' is for the tiled layout")
+    deblock = list(deblock) if deblock is not None else [0] * len(shapes)
+    if len(deblock) != len(shapes) or any(not 0 <= c <= 255 for c in deblock):
+        raise FormatError("deblocking strengths: one byte per plane")
+    if any(deblock) and coder != "ctx":
+        raise FormatError("the deblocking filter needs entropy coder 'ctx' (version 3)")
+    version = (3, 0) if coder == "ctx" else (2, 0)
     chunks = []
     records = []
     coded = []
-    for (h, w), f, q in zip(shapes, factors, qsteps):
+    tiled_planes = []
+    for (h, w), f, q, strength in zip(shapes, factors, qsteps, deblock):
         if coder == "ans":
             a, b, exps = f
             rank = a.shape[0]
@@ -487,11 +580,19 @@ def pack(
             count = tile * int(tile_ranks.sum())
             if tile_ranks.shape != (grid[0] * grid[1],) or rank > tile or not a.size == b.size == count:
                 raise FormatError("tile data do not fit the plane")
-            data, nbytes = _encode_tiled_plane(tile_ranks, dc, a, b, grid)
+            if coder == "ctx":
+                if max(int(np.abs(a).max(initial=0)), int(np.abs(b).max(initial=0)), int(np.abs(dc).max(initial=0))) >= (
+                    _entropy.MAX_VALUE >> 2
+                ):
+                    raise FormatError("a quantized coefficient is too large; use a larger quantization step")
+                tiled_planes.append((grid, tile, rank, (tile_ranks, dc, np.reshape(a, (-1, tile)), np.reshape(b, (-1, tile)))))
+                data, nbytes = b"", 1
+            else:
+                data, nbytes = _encode_tiled_plane(tile_ranks, dc, a, b, grid)
         if not 1 <= q <= 0xFFFF:
             raise FormatError(f"quantization step code {q} out of range")
         chunks.append(data)
-        records.append(_PLANE.pack(rank, q, nbytes, b"\0\0\0"))
+        records.append(_PLANE.pack(rank, q, nbytes, bytes([strength, 0, 0])))
     flags = FLAG_SUBSAMPLED if subsampled else 0
     if alpha is not None:
         if alpha.shape != (height, width) or alpha.dtype != np.uint8:
@@ -502,13 +603,17 @@ def pack(
         escapes, words = _entropy.encode(coded)
         side = zlib.compress(b"".join(chunks) + _entropy.write_varints(escapes), 9)
         payload = _SIDE.pack(len(side)) + side + words.astype("<u4").tobytes()
+    elif coder == "ctx":
+        params, escapes, words = _tilecoder.encode(tiled_planes)
+        side = zlib.compress(b"".join(params) + b"".join(chunks) + _entropy.write_varints(escapes), 9)
+        payload = _SIDE.pack(len(side)) + side + words.astype("<u4").tobytes()
     else:
         payload = _compress(b"".join(chunks), coder, level)
     header_length = _FIXED.size + _PLANE.size * len(shapes)
     head = _FIXED.pack(
         MAGIC,
-        VERSION[0],
-        VERSION[1],
+        version[0],
+        version[1],
         header_length,
         width,
         height,
@@ -595,6 +700,8 @@ def read_header(data: bytes | bytearray | memoryview) -> Header:
         raise FormatError("entropy coder 2 and predictor 2 go together; the header sets only one")
     if CODERS[coder_code] == "ans" and (layout != "global" or major < 2):
         raise FormatError("entropy coder 2 needs the global layout and version 2")
+    if CODERS[coder_code] == "ctx" and (layout != "tiled" or major < 3):
+        raise FormatError("entropy coder 3 needs the tiled layout and version 3")
     if known_minor and reserved != 0:
         raise FormatError("reserved header bytes are not zero")
     expected = header_length + payload_length + _CRC.size
@@ -634,11 +741,14 @@ def read_header(data: bytes | bytearray | memoryview) -> Header:
             raise FormatError(f"plane {i} has quantization step 0")
         if nbytes not in (1, 2, 4):
             raise FormatError(f"plane {i} has {nbytes} bytes per sample; expected 1, 2 or 4")
-        if CODERS[coder_code] == "ans" and nbytes != 1:
-            raise FormatError(f"plane {i} has {nbytes} bytes per sample; entropy coder 2 needs 1")
-        if known_minor and res != b"\0\0\0":
+        if CODERS[coder_code] in ("ans", "ctx") and nbytes != 1:
+            raise FormatError(f"plane {i} has {nbytes} bytes per sample; entropy coders 2 and 3 need 1")
+        strength = res[0] if major >= 3 and layout == "tiled" else 0
+        if strength and CODERS[coder_code] != "ctx":
+            raise FormatError(f"plane {i} sets a deblocking strength; the filter needs entropy coder 3")
+        if known_minor and res[1 if major >= 3 and layout == "tiled" else 0 :] != b"\0" * (2 if major >= 3 and layout == "tiled" else 3):
             raise FormatError(f"reserved bytes of plane {i} are not zero")
-        records.append(PlaneRecord(rank, qstep, nbytes))
+        records.append(PlaneRecord(rank, qstep, nbytes, strength))
     header = Header(
         version=(major, minor),
         width=width,
@@ -666,7 +776,7 @@ def read_header(data: bytes | bytearray | memoryview) -> Header:
 # LZMA2's is far higher for degenerate input, so this bound is loose.
 # With coder 2, no symbol costs less than about 0.01 bit (793 per byte), and
 # the side data are zlib.
-_MAX_RATIO = {"zlib": 1100, "lzma": 1 << 16, "ans": 1100}
+_MAX_RATIO = {"zlib": 1100, "lzma": 1 << 16, "ans": 1100, "ctx": 1100}
 
 
 def unpack(data: bytes | bytearray | memoryview, *, max_rank: int | None = None):
@@ -681,6 +791,8 @@ def unpack(data: bytes | bytearray | memoryview, *, max_rank: int | None = None)
     payload = view[header.header_length : header.header_length + header.payload_length]
     if header.coder == "ans":
         return _unpack_ans(header, payload, max_rank)
+    if header.coder == "ctx":
+        return _unpack_ctx(header, payload)
     raw = memoryview(_decompress(payload, header.coder, header.raw_length()))
     planes = []
     offset = 0
@@ -704,15 +816,6 @@ def unpack(data: bytes | bytearray | memoryview, *, max_rank: int | None = None)
 
 
 def _unpack_ans(header: Header, payload: memoryview, max_rank: int | None):
-    if len(payload) < _SIDE.size:
-        raise FormatError("the payload is too short for its side-data length")
-    (side_length,) = _SIDE.unpack_from(payload, 0)
-    rest = len(payload) - _SIDE.size - side_length
-    if rest < 0 or rest % 4:
-        raise FormatError(
-            f"the side data ({side_length} bytes) do not leave whole 4-byte words in a "
-            f"{len(payload)}-byte payload"
-        )
     shapes = header.shapes
     # per plane: k step exponents, then a level byte per band of every row of A and of B
     fixed = sum(
@@ -720,7 +823,7 @@ def _unpack_ans(header: Header, payload: memoryview, max_rank: int | None):
     )
     alpha_bytes = header.width * header.height if header.alpha else 0
     symbols = sum(rec.rank * (h + w) for (h, w), rec in zip(shapes, header.planes))
-    side = _decompress(payload[_SIDE.size : _SIDE.size + side_length], "zlib", fixed + alpha_bytes + 6 * symbols)
+    side, words = _side_and_words(payload, fixed + alpha_bytes + 6 * symbols)
     if len(side) < fixed + alpha_bytes:
         raise FormatError(f"the side data hold {len(side)} bytes; the header implies at least {fixed + alpha_bytes}")
     side = memoryview(side)
@@ -747,10 +850,52 @@ def _unpack_ans(header: Header, payload: memoryview, max_rank: int | None):
     escapes = _entropy.read_varints(side[offset:])
     if len(escapes) > symbols:
         raise FormatError("the file has more escape values than symbols")
-    words = np.frombuffer(payload, dtype="<u4", offset=_SIDE.size + side_length).astype(np.uint32)
     mats = _entropy.decode(words, matrix_shapes, levels, escapes)
     planes = []
     for i, rec in enumerate(header.planes):
         keep = rec.rank if max_rank is None else min(rec.rank, max_rank)
         planes.append((mats[2 * i][:keep], mats[2 * i + 1][:keep], exps[i][:keep]))
+    return header, planes, alpha
+
+
+def _side_and_words(payload: memoryview, side_limit: int) -> tuple[bytes, np.ndarray]:
+    """Coders 2 and 3: the inflated side data and the rANS words of a payload."""
+    if len(payload) < _SIDE.size:
+        raise FormatError("the payload is too short for its side-data length")
+    (side_length,) = _SIDE.unpack_from(payload, 0)
+    rest = len(payload) - _SIDE.size - side_length
+    if rest < 0 or rest % 4:
+        raise FormatError(
+            f"the side data ({side_length} bytes) do not leave whole 4-byte words in a "
+            f"{len(payload)}-byte payload"
+        )
+    side = _decompress(payload[_SIDE.size : _SIDE.size + side_length], "zlib", side_limit)
+    words = np.frombuffer(payload, dtype="<u4", offset=_SIDE.size + side_length).astype(np.uint32)
+    return side, words
+
+
+def _unpack_ctx(header: Header, payload: memoryview):
+    tile = header.tile
+    grids = [(-(-h // tile), -(-w // tile)) for h, w in header.shapes]
+    fixed = _tilecoder.side_length(tile) * len(grids)
+    alpha_bytes = header.width * header.height if header.alpha else 0
+    # escapes are at most one per symbol, and symbols at most 1100 per payload byte
+    limit = _MAX_RATIO["ctx"] * max(len(payload), 1)
+    side, words = _side_and_words(payload, fixed + alpha_bytes + 6 * limit)
+    if len(side) < fixed + alpha_bytes:
+        raise FormatError(f"the side data hold {len(side)} bytes; the header implies at least {fixed + alpha_bytes}")
+    side = memoryview(side)
+    n = _tilecoder.side_length(tile)
+    params = [_tilecoder.Params.from_bytes(side[i * n : (i + 1) * n], tile) for i in range(len(grids))]
+    alpha = None
+    if header.alpha:
+        alpha = np.frombuffer(side, dtype=np.uint8, count=alpha_bytes, offset=fixed).reshape(
+            header.height, header.width
+        )
+    escapes = _entropy.read_varints(side[fixed + alpha_bytes :])
+    if len(escapes) > limit:
+        raise FormatError("the file has more escape values than symbols")
+    decoder = _tilecoder.Decoder(words, escapes, limit)
+    planes = [decoder.plane(grid, tile, rec.rank, p) for grid, rec, p in zip(grids, header.planes, params)]
+    decoder.finish()
     return header, planes, alpha

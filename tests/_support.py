@@ -16,6 +16,7 @@ import io
 import struct
 import zlib
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -198,6 +199,7 @@ def _bands(n: int) -> list[int]:
     return sorted({0, n, n >> 1, n >> 2, n >> 3, n >> 4})
 
 
+@lru_cache(maxsize=None)
 def level_table(level: int) -> tuple[int, np.ndarray]:
     """Radius and frequencies of ``-R .. R`` for one band level, per the specification."""
     from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
@@ -220,6 +222,18 @@ def ans_parts(data: bytes) -> tuple[bytes, np.ndarray]:
     return zlib.decompress(f.payload[4 : 4 + n]), np.frombuffer(f.payload[4 + n :], "<u4").astype(np.uint32)
 
 
+def read_varints(data: bytes) -> list[int]:
+    """Unsigned LEB128 numbers (the escapes of entropy coders 2 and 3)."""
+    out, v, shift = [], 0, 0
+    for byte in data:
+        v |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            out.append(v)
+            v, shift = 0, 0
+    return out
+
+
 def _ans_factors(f: "SvdkFile", data: bytes):
     import constriction
 
@@ -236,14 +250,7 @@ def _ans_factors(f: "SvdkFile", data: bytes):
         specs.append((exps, levels, (h, w), p.rank))
     if f.alpha:
         pos += f.width * f.height
-    escapes, v, shift = [], 0, 0
-    for byte in side[pos:]:
-        v |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            escapes.append(v)
-            v, shift = 0, 0
-    escapes = iter(escapes)
+    escapes = iter(read_varints(side[pos:]))
     coder = constriction.stream.stack.AnsCoder(words)
     out = []
     for exps, levels, (h, w), k in specs:
@@ -391,3 +398,154 @@ def luma(rgb: np.ndarray) -> np.ndarray:
     """JFIF luma of an RGB image, as float64."""
     rgb = np.asarray(rgb, np.float64)
     return 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
+
+
+# ----------------------------------------------------------------------------
+# entropy coder 3 (tiled layout, format 3.0), symbol by symbol from the spec
+
+_CTX_THRESHOLDS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+CTX_PARAMS = 38  # + 4 T bytes of model parameters per plane
+
+
+def _ctx_bucket(c: int) -> int:
+    return sum(1 for t in _CTX_THRESHOLDS if t <= c)
+
+
+@lru_cache(maxsize=None)
+def flag_table(level: int) -> np.ndarray:
+    """Frequencies of 0 and 1 for a binary level, per the specification."""
+    from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+
+    with localcontext() as ctx:
+        ctx.prec = 40
+        p = int((Decimal(65536) / 2 * Decimal(2) ** (Decimal(-abs(level - 24)) / 2)).to_integral_value(ROUND_HALF_EVEN))
+    p = min(max(p, 1), 32768)
+    one = p if level <= 24 else 65536 - p
+    return np.array([65536 - one, one], dtype=np.float64)
+
+
+def tiled_ctx_integers(data: bytes) -> list[tuple]:
+    """``(ranks, means, A, B)`` of every plane of a coder-3 file, one symbol at a
+    time as the specification describes them; ``A[t][i]`` is tile ``t``'s
+    component ``i`` (a list of T integers)."""
+    import constriction
+
+    f = SvdkFile.parse(data)
+    tile = f.reserved[1]
+    side, words = ans_parts(data)
+    per = CTX_PARAMS + 4 * tile
+    params = []
+    for i in range(len(f.planes)):
+        v = list(side[i * per : (i + 1) * per])
+        params.append({"dc": v[:16], "flag": v[16:37], "slope": v[37],
+                       "base0": [v[38 : 38 + tile], v[38 + tile : 38 + 2 * tile]],
+                       "base": [v[38 + 2 * tile : 38 + 3 * tile], v[38 + 3 * tile : 38 + 4 * tile]]})
+    pos = per * len(f.planes) + (f.width * f.height if f.alpha else 0)
+    escapes = iter(read_varints(side[pos:]))
+    coder = constriction.stream.stack.AnsCoder(words)
+
+    def read(levels: list[int], binary: bool = False) -> list[int]:
+        """One pass: symbols grouped by level, levels ascending, in order within a level."""
+        out = [0] * len(levels)
+        for i in sorted(range(len(levels)), key=lambda i: (levels[i], i)):
+            if binary:
+                out[i] = int(coder.decode(constriction.stream.model.Categorical(flag_table(levels[i]), perfect=False)))
+                continue
+            r, freq = level_table(levels[i])
+            x = int(coder.decode(constriction.stream.model.Categorical(freq, perfect=False))) - r
+            if abs(x) == r:
+                x += (1 if x > 0 else -1) * next(escapes)
+            out[i] = x
+        return out
+
+    planes = []
+    for (h, w), p, prm in zip(f.plane_shapes(), f.planes, params):
+        ty, tx = -(-h // tile), -(-w // tile)
+        n = ty * tx
+
+        def neighbours(t):
+            y, x = divmod(t, tx)
+            return [yy * tx + xx for yy, xx in ((y, x - 1), (y, x + 1), (y - 1, x), (y + 1, x))
+                    if 0 <= yy < ty and 0 <= xx < tx]
+
+        ranks = [0] * n
+        a = [[] for _ in range(n)]
+        b = [[] for _ in range(n)]
+        for i in range(p.rank):
+            if i == 0:
+                flag = [0] * n
+                black = [t for t in range(n) if sum(divmod(t, tx)) % 2 == 0]
+                white = [t for t in range(n) if sum(divmod(t, tx)) % 2 == 1]
+                for t, fl in zip(black, read([prm["flag"][0]] * len(black), binary=True)):
+                    flag[t] = fl
+                levels = [prm["flag"][1 + sum(flag[u] for u in neighbours(t))] for t in white]
+                for t, fl in zip(white, read(levels, binary=True)):
+                    flag[t] = fl
+                chosen = [t for t in range(n) if flag[t]]
+            else:
+                cands = [t for t in range(n) if ranks[t] >= i]
+                levels = []
+                for t in cands:
+                    norm = sum(abs(c) for c in a[t][i - 1]) + sum(abs(c) for c in b[t][i - 1])
+                    around = sum(1 for u in neighbours(t) if ranks[u] >= i)
+                    levels.append(prm["flag"][6 + min(14, _ctx_bucket(norm) + around)])
+                chosen = [t for t, fl in zip(cands, read(levels, binary=True)) if fl]
+            for t in chosen:
+                ranks[t] = i + 1
+            if not chosen:
+                break
+            for fac, store in ((0, a), (1, b)):
+                vecs = {t: [] for t in chosen}
+                for j in range(tile):
+                    levels = []
+                    for t in chosen:
+                        if fac == 1:
+                            nsum = sum(abs(c) for c in a[t][i])
+                        elif i == 0:
+                            nsum = 0
+                        else:
+                            nsum = (sum(abs(c) for c in a[t][i - 1]) + sum(abs(c) for c in b[t][i - 1])) // 2
+                        c = nsum // (j + 1)
+                        if j >= 1:
+                            c += 2 * abs(vecs[t][j - 1])
+                        if j >= 2:
+                            c += abs(vecs[t][j - 2])
+                        bk = min(_ctx_bucket(c), 10)
+                        lv = prm["base0"][fac][j] if bk == 0 else min(79, prm["base"][fac][j] + (prm["slope"] * bk) // 8)
+                        levels.append(lv)
+                    for t, x in zip(chosen, read(levels)):
+                        vecs[t].append(x)
+                for t in chosen:
+                    store[t].append(vecs[t])
+        d = read([prm["dc"][min(15, ranks[t] + sum(ranks[u] for u in neighbours(t)))] for t in range(n)])
+        means = [0] * n
+        for t in range(n):
+            y, x = divmod(t, tx)
+            if y == 0:
+                pred = means[t - 1] if x else 0
+            elif x == 0:
+                pred = means[t - tx]
+            else:
+                pred = means[t - 1] + (means[t - tx] - means[t - tx - 1]) // 2
+            means[t] = pred + d[t]
+        planes.append((ranks, means, a, b))
+    assert coder.is_empty() and next(escapes, None) is None
+    return planes
+
+
+def deblock_reference(plane: np.ndarray, tile: int, threshold: float) -> np.ndarray:
+    """The deblocking filter of format 3.0, pixel by pixel (float32, as the spec says)."""
+    x = plane.astype(np.float32).copy()
+    for view in (x, x.T):
+        before = view.copy()
+        h, w = view.shape
+        for c in range(tile, w, tile):
+            for r in range(h):
+                d = before[r, c] - before[r, c - 1]
+                if abs(d) < threshold:
+                    view[r, c - 1] += d * np.float32(0.375)
+                    view[r, c] -= d * np.float32(0.375)
+                    view[r, c - 2] += d * np.float32(0.125)
+                    if c + 1 < w:
+                        view[r, c + 1] -= d * np.float32(0.125)
+    return x

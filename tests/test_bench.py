@@ -509,3 +509,21 @@ def test_the_coding_ablation_measures_what_svdk_writes():
         assert gc.OVERHEAD + gc.coded_bytes([x for _, x in coded], gc.VARIANTS["v2"]) == len(data)
         decoded = _codec.from_planes([d for d, _ in coded], "ycbcr", 40, 56)
         np.testing.assert_array_equal(decoded, svdk.decompress(data))
+
+
+def test_the_tiled_coding_ablation_ends_at_svdk_and_starts_at_format_2():
+    """benchmarks.tiled_coding's 'v3' variant writes svdk's bytes, and its 'v2'
+    variant the bytes format 2.0's encoder wrote (the golden files of tests/golden/v2)."""
+    from benchmarks import tiled_coding as tc
+
+    from test_format import TILED_GOLDEN_CASES
+
+    for name in ("tiled_gray_20x13", "tiled_ycbcr420_alpha_17x15", "tiled_rgb_12x10_T4"):
+        make, options = TILED_GOLDEN_CASES[name]
+        options = dict(options)
+        options.pop("tiled")
+        energy = options.pop("energy")
+        old = (Path(__file__).parent / "golden" / "v2" / f"{name}.svdk").read_bytes()
+        assert tc.encode(make(), energy, tc.VARIANTS["v2"], **options) == old
+        assert tc.encode(make(), energy, tc.VARIANTS["v3"], **options) == svdk.compress(
+            make(), tiled=True, energy=energy, **options)

@@ -110,7 +110,7 @@ def test_many_inputs_keep_going_and_fail_at_the_end(photo, tmp_path, capsys):
     [
         (b"", "empty"),
         (b"PNG? no", "not an .svdk file"),
-        (b"SVDK\x03\x00" + bytes(40), "version 3"),
+        (b"SVDK\x04\x00" + bytes(40), "version 4"),
     ],
 )
 def test_decompress_bad_files_say_why(tmp_path, capsys, data, words):

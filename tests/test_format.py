@@ -63,10 +63,8 @@ GOLDEN_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(GOLDEN_CASES))
-def test_golden_bytes(name):
-    make, options = GOLDEN_CASES[name]
-    data = svdk.compress(make(), **options)
+def _check_golden(name: str, data: bytes) -> None:
+    """``data`` has the bytes pinned in tests/golden (regenerated with GENERATE_EXPECTED=1)."""
     digest = hashlib.sha256(data).hexdigest()
     if GENERATE:
         GOLDEN.mkdir(exist_ok=True)
@@ -78,6 +76,12 @@ def test_golden_bytes(name):
         f"the bytes of {name} changed. If the format changed on purpose, bump "
         "svdk.format.VERSION and regenerate with GENERATE_EXPECTED=1"
     )
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_CASES))
+def test_golden_bytes(name):
+    make, options = GOLDEN_CASES[name]
+    _check_golden(name, svdk.compress(make(), **options))
 
 
 @pytest.mark.parametrize("folder", [".", "v1"])
@@ -99,6 +103,61 @@ def test_golden_files_still_decode(name, folder):
         assert np.abs(out.astype(int) - reference_decode(data)).max() <= 1
     assert svdk.metrics.psnr(image[..., :3] if image.ndim == 3 else image,
                              out[..., :3] if out.ndim == 3 else out) > 20
+
+
+# Tiled files, format 3.0 (entropy coder 3, deblocking): bytes pinned like the
+# global ones; the same cases as format 2.0 wrote them (LZMA) are in golden/v2,
+# with the pixels that format 2.0's decoder gave them.
+TILED_GOLDEN_CASES = {
+    "tiled_ycbcr420_alpha_17x15": (lambda: smooth_image(15, 17, 4, seed=7), {"tiled": True, "energy": 0.9}),
+    "tiled_gray_20x13": (lambda: smooth_image(13, 20, 1, seed=5), {"tiled": True, "energy": 0.95}),
+    "tiled_rgb_12x10_T4": (lambda: smooth_image(10, 12, 3, seed=6),
+                           {"mode": "rgb", "tiled": True, "tile_size": 4, "energy": 0.9}),
+    "tiled_ycbcr444_40x33_T8_noisy": (lambda: smooth_image(33, 40, 3, seed=9, noise=25),
+                                      {"tiled": True, "subsampling": "4:4:4", "energy": 0.8}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TILED_GOLDEN_CASES))
+def test_tiled_golden_bytes(name):
+    make, options = TILED_GOLDEN_CASES[name]
+    _check_golden(name, svdk.compress(make(), **options))
+
+
+@pytest.mark.parametrize("name", sorted(TILED_GOLDEN_CASES))
+def test_tiled_golden_files_decode_as_the_spec_says(name):
+    from test_roundtrip import reference_decode_tiled
+
+    data = (GOLDEN / f"{name}.svdk").read_bytes()
+    head = svdk.info(data)
+    assert head["version"] == "3.0" and head["coder"] == "ctx"
+    image = TILED_GOLDEN_CASES[name][0]()
+    out = svdk.decompress(data)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    if head["subsampling"] != "4:2:0":
+        assert np.abs(out.astype(int) - reference_decode_tiled(data)).max() <= 1
+    assert svdk.metrics.psnr(image[..., :3] if image.ndim == 3 else image,
+                             out[..., :3] if out.ndim == 3 else out) > 25
+
+
+def test_some_tiled_golden_file_uses_the_deblocking_filter():
+    assert any(any(svdk.info((GOLDEN / f"{name}.svdk").read_bytes())["deblock"]) for name in TILED_GOLDEN_CASES)
+
+
+@pytest.mark.parametrize("path", sorted((GOLDEN / "v2").glob("*.svdk")), ids=lambda p: p.stem)
+def test_format_2_tiled_files_still_decode_to_the_same_pixels(path):
+    data = path.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == path.with_suffix(".sha256").read_text().split()[0]
+    head = svdk.info(data)
+    assert head["version"] == "2.0" and head["coder"] == "lzma" and head["deblock"] == [0] * len(head["ranks"])
+    np.testing.assert_array_equal(svdk.decompress(data), np.load(path.with_suffix(".npy")))
+
+
+def test_files_carry_the_lowest_version_that_holds_them(rgb_image):
+    """Global files stay 2.0 (a 2.0 reader reads them); tiled files are 3.0."""
+    assert svdk.info(svdk.compress(rgb_image, rank=4))["version"] == "2.0"
+    assert svdk.info(svdk.compress(rgb_image, tiled=True, energy=0.9))["version"] == "3.0"
+    assert svdk.format.VERSION == (3, 0)
 
 
 # ----------------------------------------------------------------------------
@@ -158,7 +217,7 @@ def test_info_and_decompress_accept_any_bytes_like(rgb_image):
 # versions
 
 
-@pytest.mark.parametrize("major", [0, 3, 255])
+@pytest.mark.parametrize("major", [0, 4, 255])
 def test_an_unknown_major_version_is_refused(rgb_image, major):
     data = forge(svdk.compress(rgb_image, rank=4), major=major, minor=3)
     with pytest.raises(svdk.FormatError, match=rf"version {major}\.3"):
@@ -204,7 +263,7 @@ def _gray_v1() -> bytes:
 
 
 def _side(data: bytes, change) -> bytes:
-    """``data`` (coder 2) with its side data changed and recompressed."""
+    """``data`` (coders 2 and 3) with its side data changed and recompressed."""
     f = SvdkFile.parse(data)
     (n,) = struct.unpack_from("<I", f.payload, 0)
     side = change(bytearray(zlib.decompress(f.payload[4 : 4 + n])))
@@ -235,6 +294,15 @@ def _first_escape_to(value: int):
     return change
 
 
+def _tiled() -> bytes:
+    """A format 3.0 tiled file (coder 3)."""
+    return svdk.compress(smooth_image(20, 24, 1, seed=4, noise=10), tiled=True, energy=0.95)
+
+
+def _v2_tiled() -> bytes:
+    return (GOLDEN / "v2" / "tiled_gray_20x13.svdk").read_bytes()
+
+
 def _payload(data: bytes, raw_change) -> bytes:
     f = SvdkFile.parse(data)
     return replace(f, payload=raw_change(f)).to_bytes()
@@ -263,7 +331,7 @@ BROKEN = {
     "unknown predictor": (lambda: forge(_gray(), predictor=9), "predictor"),
     "coder 2 without predictor 2": (lambda: forge(_gray(), predictor=1), "go together"),
     "coder 2 in a version-1 file": (lambda: forge(_gray(), major=1), "version 2"),
-    "coder 2 with 2 bytes per sample": (lambda: forge(_gray(), plane0={"sample_bytes": 2}), "needs 1"),
+    "coder 2 with 2 bytes per sample": (lambda: forge(_gray(), plane0={"sample_bytes": 2}), "need 1"),
     "reserved bytes set": (lambda: forge(_gray(), reserved=b"\0\0\1"), "reserved"),
     "plane reserved bytes set": (lambda: forge(_gray(), plane0={"reserved": b"\0\0\1"}),
                                  "reserved"),
@@ -278,6 +346,24 @@ BROKEN = {
     "raw size beyond zlib's ratio": (lambda: _forged_header(9000, 9000, 9000, 4), "more than"),
     "alpha of 81 megapixels in 8 bytes": (
         lambda: _forged_header(9000, 9000, 1, flags=2), "more than"),
+    # entropy coder 3 (tiled, format 3.0); svdk.info reads a tiled payload too
+    "coder 3: side data cut short": (lambda: _side(_tiled(), lambda s: s[:20]), "side data hold"),
+    "coder 3: a level out of range": (lambda: _side(_tiled(), lambda s: bytes([80]) + s[1:]), "level"),
+    "coder 3: a flag level out of range": (lambda: _side(_tiled(), lambda s: s[:16] + bytes([49]) + s[17:]),
+                                           "flag model level"),
+    "coder 3: a slope out of range": (lambda: _side(_tiled(), lambda s: s[:37] + bytes([41]) + s[38:]), "slope"),
+    "coder 3: a word missing": (lambda: _words(_tiled(), lambda w: w[4:]), "entropy-coded|rank|escape|symbols"),
+    "coder 3: a word too many": (lambda: _words(_tiled(), lambda w: w + b"\1\0\0\0"), "entropy-coded|rank|escape"),
+    "coder 3: an escape too many": (lambda: _side(_tiled(), lambda s: s + b"\5"), "escape"),
+    "coder 3 in a version-2 file": (lambda: forge(_tiled(), major=2), "version 3"),
+    "coder 3 in the global layout": (lambda: forge(_gray(), coder=3, predictor=0), "tiled layout"),
+    "coder 3 with 2 bytes per sample": (lambda: forge(_tiled(), plane0={"sample_bytes": 2}), "need 1"),
+    "deblocking in a version-2 tiled file": (
+        lambda: forge(_v2_tiled(), plane0={"reserved": b"\4\0\0"}), "reserved"),
+    "deblocking in a global file": (lambda: forge(_gray(), plane0={"reserved": b"\4\0\0"}), "reserved"),
+    "coder 3: plane reserved bytes set": (lambda: forge(_tiled(), plane0={"reserved": b"\0\0\1"}), "reserved"),
+    "coder 3: 81 megapixels of tiles in a few bytes": (
+        lambda: forge(_tiled(), width=9000, height=9000), "more than|CRC"),
 }
 
 # Problems in the payload: the header is fine, so svdk.info() reads it;

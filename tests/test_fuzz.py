@@ -5,9 +5,11 @@ must either be refused with :class:`svdk.FormatError` or decode to a ``uint8``
 image of the shape its header announces. Any other exception, or a numpy
 warning (overflow, invalid cast) while decoding, fails the test.
 
-Both layouts are covered: the global one (zlib) and the tiled one (LZMA), the
-latter with its own forgeries too (layout and tile-size bytes, tile ranks,
-another tile size over the same grid). Forged headers that announce a huge
+Both layouts are covered: the global one (zlib, and format 1.0 files) and the
+tiled one, as svdk writes it (format 3.0: entropy coder 3 and the deblocking
+filter) and as format 2.0 wrote it (LZMA), with forgeries of their own
+(layout and tile-size bytes, another tile size over the same grid; the model
+parameters and deblocking strengths of format 3.0; the tile ranks of 2.0). Forged headers that announce a huge
 image are refused before the decoder allocates anything of that size
 (measured with :mod:`tracemalloc`, which sees numpy's buffers).
 """
@@ -27,7 +29,7 @@ import numpy as np
 import pytest
 
 import svdk
-from _support import Plane, SvdkFile, smooth_image
+from _support import CTX_PARAMS, Plane, SvdkFile, smooth_image
 
 MUTATIONS_PER_KIND = 1000  # x 8 kinds x 4 files = 32,000 mutations
 SEED = 20240601
@@ -49,7 +51,15 @@ def _tiled_files() -> dict[str, bytes]:
         }
     for data in files.values():
         head = svdk.info(data)
-        assert head["layout"] == "tiled" and head["coder"] == "lzma", head
+        assert head["layout"] == "tiled" and head["coder"] == "ctx" and head["version"] == "3.0", head
+    assert any(any(svdk.info(d)["deblock"]) for d in files.values())
+    return files
+
+
+def _v2_tiled_files() -> dict[str, bytes]:
+    """Tiled files of format 2.0 (LZMA), which svdk still reads."""
+    files = {p.stem: p.read_bytes() for p in sorted((Path(__file__).parent / "golden" / "v2").glob("*.svdk"))}
+    assert files and all(svdk.info(d)["coder"] == "lzma" for d in files.values())
     assert any(2 in svdk.info(d)["sample_bytes"] for d in files.values())
     return files
 
@@ -74,8 +84,8 @@ LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": 8 << 20}]
 
 
 def _raw(f: SvdkFile) -> bytes:
-    """The decompressed stream; with entropy coder 2, the side data."""
-    if f.coder == 2:
+    """The decompressed stream; with entropy coders 2 and 3, the side data."""
+    if f.coder in (2, 3):
         (n,) = struct.unpack_from("<I", f.payload, 0)
         return zlib.decompress(f.payload[4 : 4 + n])
     if f.coder == 1:
@@ -84,7 +94,7 @@ def _raw(f: SvdkFile) -> bytes:
 
 
 def _with_raw(f: SvdkFile, raw: bytes) -> SvdkFile:
-    if f.coder == 2:
+    if f.coder in (2, 3):
         (n,) = struct.unpack_from("<I", f.payload, 0)
         side = zlib.compress(raw, 6)
         return replace(f, payload=struct.pack("<I", len(side)) + side + f.payload[4 + n :])
@@ -236,8 +246,35 @@ def retile(rng: random.Random, data: bytes) -> bytes:
     return replace(f, reserved=bytes(b), planes=planes).to_bytes(fix_lengths=False)
 
 
-TILED_MUTATORS = [*MUTATORS, overwrite_tiled_field, mutate_tile_ranks, retile]
-TILED_MUTATIONS_PER_KIND = 300  # x 11 kinds x 4 files = 13,200 mutations
+def mutate_model_params(rng: random.Random, data: bytes) -> bytes:
+    """Entropy coder 3: model parameters (the first bytes of the side data) set to
+    edge values: the largest levels, one past them, slopes around the limit."""
+    f = SvdkFile.parse(data)
+    raw = bytearray(_raw(f))
+    per_plane = CTX_PARAMS + 4 * f.reserved[1]
+    for _ in range(rng.randint(1, 3)):
+        pos = rng.randrange(min(len(raw), per_plane * len(f.planes)))
+        raw[pos] = rng.choice([0, 1, 24, 40, 41, 48, 49, 79, 80, 255, rng.randrange(256)])
+    return _with_raw(f, bytes(raw)).to_bytes()
+
+
+def set_deblocking(rng: random.Random, data: bytes) -> bytes:
+    """A plane's deblocking strength (its record's byte 5) set to any value, or the
+    record's reserved bytes after it made non-zero; CRC made consistent."""
+    f = SvdkFile.parse(data)
+    i = rng.randrange(len(f.planes))
+    b = bytearray(f.planes[i].reserved)
+    if rng.random() < 0.8:
+        b[0] = rng.choice([0, 1, 4, 128, 255, rng.randrange(256)])
+    else:
+        b[rng.choice([1, 2])] = rng.randint(1, 255)
+    f.planes[i] = replace(f.planes[i], reserved=bytes(b))
+    return f.to_bytes()
+
+
+TILED_MUTATORS = [*MUTATORS, overwrite_tiled_field, retile, mutate_model_params, set_deblocking]
+V2_TILED_MUTATORS = [*MUTATORS, overwrite_tiled_field, mutate_tile_ranks, retile, set_deblocking]
+TILED_MUTATIONS_PER_KIND = 300  # x 12 kinds x 4 files = 14,400 mutations
 
 
 def _check(data: bytes) -> str:
@@ -267,15 +304,16 @@ SOURCES = {
     "global": (_files, MUTATIONS_PER_KIND, ""),
     "global-v1": (_v1_files, MUTATIONS_PER_KIND // 2, "v1-"),
     "tiled": (_tiled_files, TILED_MUTATIONS_PER_KIND, "tiled-"),
+    "tiled-v2": (_v2_tiled_files, TILED_MUTATIONS_PER_KIND, "tiled-v2-"),
 }
 # forgeries that keep every size consistent: some of them must reach the factor decoding
-CONSISTENT = (mutate_payload, resize_consistently, overwrite_field, mutate_tile_ranks, retile)
+CONSISTENT = (mutate_payload, resize_consistently, overwrite_field, mutate_tile_ranks, retile, mutate_model_params)
 
 
 @pytest.mark.parametrize(
     "layout, mutator",
     [("global", m) for m in MUTATORS] + [("global-v1", m) for m in MUTATORS]
-    + [("tiled", m) for m in TILED_MUTATORS],
+    + [("tiled", m) for m in TILED_MUTATORS] + [("tiled-v2", m) for m in V2_TILED_MUTATORS],
     ids=lambda v: v if isinstance(v, str) else v.__name__,
 )
 def test_mutated_files_are_refused_or_decoded(layout, mutator):
@@ -299,8 +337,11 @@ def test_mutated_files_are_refused_or_decoded(layout, mutator):
     if mutator is not mutate_payload:
         assert seen["refused"] > 0, seen
     # (With entropy coder 2 the side data follow the shapes and ranks, so a
-    # resized header never fits them: every such forgery is refused.)
-    if mutator in CONSISTENT and not (layout == "global" and mutator is resize_consistently):
+    # resized header never fits them: every such forgery is refused. With
+    # coder 3 the model parameters take 38 + 4 T bytes per plane and the
+    # words must end with the last symbol, so another tile size never fits.)
+    exempt = {("global", resize_consistently), ("tiled", retile)}
+    if mutator in CONSISTENT and (layout, mutator) not in exempt:
         assert seen["decoded"] > 0, seen
 
 
@@ -326,9 +367,9 @@ HUGE = [
 
 
 @pytest.mark.parametrize("fields", HUGE, ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()))
-@pytest.mark.parametrize("name", list(_tiled_files()))
+@pytest.mark.parametrize("name", list(_tiled_files()) + list(_v2_tiled_files()))
 def test_a_forged_huge_tiled_header_is_refused_before_allocating(name, fields):
-    data = _forge_tiled(_tiled_files()[name], **fields)
+    data = _forge_tiled({**_tiled_files(), **_v2_tiled_files()}[name], **fields)
     tracemalloc.start()
     try:
         with pytest.raises(svdk.FormatError):

@@ -19,7 +19,16 @@ from PIL import Image
 
 import svdk
 from svdk import metrics
-from _support import SvdkFile, png_bytes, reference_decode, smooth_image
+from _support import (
+    CTX_PARAMS,
+    SvdkFile,
+    ans_parts,
+    deblock_reference,
+    png_bytes,
+    reference_decode,
+    smooth_image,
+    tiled_ctx_integers,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::svdk.SvdkWarning")
 
@@ -198,47 +207,63 @@ def _dct_matrix(n: int) -> np.ndarray:
 
 
 def reference_decode_tiled(data: bytes, max_rank: int | None = None) -> np.ndarray:
-    """Decode a tiled gray, rgb or ycbcr 4:4:4 file in float64, straight from the spec."""
+    """Decode a tiled gray, rgb or ycbcr 4:4:4 file in float64, straight from the spec
+    (format 3.0 with entropy coder 3 and deblocking, or format 2.0 with LZMA)."""
     f = SvdkFile.parse(data)
     layout, tile = f.reserved[0], f.reserved[1]
     assert layout == 1 and not f.subsampled
-    raw = lzma.decompress(f.payload, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS) if f.coder == 1 \
-        else zlib.decompress(f.payload)
     dct = _dct_matrix(tile)
-    planes, pos = [], 0
-    for (h, w), p in zip(f.plane_shapes(), f.planes):
+    if f.coder == 3:
+        integers = tiled_ctx_integers(data)
+        side, _ = ans_parts(data)
+        start = (CTX_PARAMS + 4 * tile) * len(f.planes)
+        alpha = side[start : start + f.width * f.height]
+    else:
+        raw = lzma.decompress(f.payload, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS) if f.coder == 1 \
+            else zlib.decompress(f.payload)
+        integers, pos = [], 0
+        for (h, w), p in zip(f.plane_shapes(), f.planes):
+            ty, tx = -(-h // tile), -(-w // tile)
+            n = ty * tx
+            ranks = np.frombuffer(raw, np.uint8, n, pos).astype(int)
+            pos += n
+            total = tile * int(ranks.sum())
+            count = n + 2 * total
+            chunk = np.frombuffer(raw, np.uint8, count * p.sample_bytes, pos)
+            pos += count * p.sample_bytes
+            z = np.zeros(count, np.int64)
+            for b in range(p.sample_bytes):  # byte planes, least significant first
+                z += chunk[b * count : (b + 1) * count].astype(np.int64) << (8 * b)
+            v = np.where(z % 2 == 0, z // 2, -(z + 1) // 2)  # zigzag
+            # means: differences from the tile to the left, the first of a row from the one above
+            d = v[:n].reshape(ty, tx).copy()
+            d[:, 0] = np.cumsum(d[:, 0])
+            means = np.cumsum(d, axis=1).ravel()
+            a_vec, b_vec = [[] for _ in range(n)], [[] for _ in range(n)]
+            k = 0
+            for i in range(tile):  # component-major
+                for t in np.flatnonzero(ranks > i):
+                    a_vec[t].append(v[n + k * tile : n + (k + 1) * tile])
+                    b_vec[t].append(v[n + total + k * tile : n + total + (k + 1) * tile])
+                    k += 1
+            integers.append((ranks, means, a_vec, b_vec))
+        alpha = raw[pos : pos + f.width * f.height]
+    planes = []
+    for (h, w), p, (ranks, means, a_vec, b_vec) in zip(f.plane_shapes(), f.planes, integers):
         ty, tx = -(-h // tile), -(-w // tile)
-        n = ty * tx
-        ranks = np.frombuffer(raw, np.uint8, n, pos).astype(int)
-        pos += n
-        total = tile * int(ranks.sum())
-        count = n + 2 * total
-        chunk = np.frombuffer(raw, np.uint8, count * p.sample_bytes, pos)
-        pos += count * p.sample_bytes
-        z = np.zeros(count, np.int64)
-        for b in range(p.sample_bytes):  # byte planes, least significant first
-            z += chunk[b * count : (b + 1) * count].astype(np.int64) << (8 * b)
-        v = np.where(z % 2 == 0, z // 2, -(z + 1) // 2)  # zigzag
-        # means: differences from the tile to the left, the first of a row from the one above
-        d = v[:n].reshape(ty, tx).copy()
-        d[:, 0] = np.cumsum(d[:, 0])
-        means = np.cumsum(d, axis=1).ravel()
-        a_coef, b_coef = np.zeros((n, tile, tile)), np.zeros((n, tile, tile))
-        k = 0
-        for i in range(tile):  # component-major
-            for t in np.flatnonzero(ranks > i):
-                a_coef[t, i] = v[n + k * tile : n + (k + 1) * tile]
-                b_coef[t, i] = v[n + total + k * tile : n + total + (k + 1) * tile]
-                k += 1
         step = p.qstep / 256.0
         grid = np.zeros((ty * tile, tx * tile))
-        for t in range(n):
+        for t in range(ty * tx):
             r = ranks[t] if max_rank is None else min(ranks[t], max_rank)
-            u = (step * a_coef[t, :r]) @ dct  # rows: the inverse DCT of each coefficient vector
-            vv = (step * b_coef[t, :r]) @ dct
+            u = (step * np.array(a_vec[t][:r], dtype=float).reshape(r, tile)) @ dct  # inverse DCT of each vector
+            vv = (step * np.array(b_vec[t][:r], dtype=float).reshape(r, tile)) @ dct
             y, x = divmod(t, tx)
             grid[y * tile : (y + 1) * tile, x * tile : (x + 1) * tile] = step * means[t] + u.T @ vv
-        planes.append(grid[:h, :w])
+        plane = grid[:h, :w]
+        strength = p.reserved[0] if f.major >= 3 else 0
+        if strength:
+            plane = deblock_reference(plane, tile, strength / 4 * step).astype(np.float64)
+        planes.append(plane)
     if f.mode == 0:
         img = planes[0]
     elif f.mode == 1:
@@ -248,7 +273,7 @@ def reference_decode_tiled(data: bytes, max_rank: int | None = None) -> np.ndarr
         img = np.stack([y + 1.402 * cr, y - 0.344136286 * cb - 0.714136286 * cr, y + 1.772 * cb], axis=-1)
     img = np.clip(np.rint(img), 0, 255).astype(np.uint8)
     if f.alpha:
-        alpha = np.frombuffer(raw, np.uint8, f.width * f.height, pos).reshape(f.height, f.width)
+        alpha = np.frombuffer(alpha, np.uint8).reshape(f.height, f.width)
         img = np.concatenate([img if img.ndim == 3 else img[..., None], alpha[..., None]], axis=-1)
     return img
 

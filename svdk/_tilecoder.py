@@ -1,0 +1,441 @@
+"""Entropy coder 3: the tiled layout's integers under context-chosen rANS models.
+
+Every integer of a tiled plane (tile ranks, tile means, factor
+coefficients) is coded with one of the two-sided geometric models of
+:mod:`svdk._entropy` (its ``level``). Which level a symbol gets follows from
+a *context*: a number computed from integers decoded before it, cut into
+octave buckets (:func:`bucket`). A plane's side data map buckets to
+levels, so a file pays a few dozen bytes for models fitted to its own data,
+and each symbol is coded with the model of its neighbourhood: a coefficient
+next to large ones, or in a tile whose singular value is large, expects to
+be large.
+
+:func:`walk` is the one description of the order and the contexts; the
+encoder and the decoder both run it, the encoder with the values in hand,
+the decoder reading them from the coder, so the two cannot drift apart.
+The spec in :mod:`svdk.format` says the same in words.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from functools import lru_cache
+from typing import Callable
+
+import numpy as np
+
+from . import _entropy
+from ._errors import FormatError
+
+#: Contexts of the tile means (the rank of the tile and its neighbours).
+DC_BUCKETS = 16
+#: Context buckets of the factor coefficients.
+COEF_BUCKETS = 11
+#: Contexts of the "one more component" flags: 6 for the first component (a
+#: checkerboard: the second half sees its flagged neighbours), 15 for the others.
+FLAG_CONTEXTS = 21
+#: Binary models: level ``l`` gives a ``1`` the probability ``0.5 * 2 ** ((l - 24) / 2)``
+#: below 24, ``1 - 0.5 * 2 ** ((24 - l) / 2)`` above (0.5 at 24).
+FLAG_LEVELS = 49
+#: The largest slope (in eighths of a level per bucket).
+MAX_SLOPE = 40
+
+# Bucket b holds contexts c with THRESHOLDS[b - 1] <= c < THRESHOLDS[b]:
+# 0, 1, 2-3, 4-7, 8-15, ... (octaves).
+_THRESHOLDS = 1 << np.arange(10, dtype=np.int64)
+
+
+def bucket(c: np.ndarray, buckets: int) -> np.ndarray:
+    """Octave bucket of non-negative integer contexts, capped at ``buckets - 1``."""
+    return np.minimum(np.searchsorted(_THRESHOLDS, c, side="right"), buckets - 1)
+
+
+def side_length(tile: int) -> int:
+    """Bytes of model parameters per plane."""
+    return DC_BUCKETS + FLAG_CONTEXTS + 1 + 4 * tile
+
+
+@lru_cache(maxsize=None)
+def _flag_frequencies(level: int) -> tuple[int, int]:
+    """Integer frequencies of 0 and 1 (summing to 2 ** 16) for a binary level."""
+    with localcontext() as ctx:
+        ctx.prec = 40
+        d = abs(level - 24)
+        small = Decimal(1) / 2 * (Decimal(2).sqrt() ** -d)
+        f = int((small * 65536).to_integral_value(rounding=ROUND_HALF_EVEN))
+    f = min(max(f, 1), 32768)
+    one = f if level <= 24 else 65536 - f
+    return 65536 - one, one
+
+
+@lru_cache(maxsize=None)
+def _flag_model(level: int):
+    import constriction
+
+    return constriction.stream.model.Categorical(np.array(_flag_frequencies(level), dtype=np.float64), perfect=False)
+
+
+class Params:
+    """One plane's model parameters: the level of every context.
+
+    ``dc`` gives a level per bucket and ``flag`` a binary level per flag
+    context. A coefficient of factor ``f`` (0: ``A``, 1: ``B``) at position
+    ``j`` in bucket ``b`` has level ``base0[f, j]`` when ``b == 0``, else
+    ``min(79, base[f, j] + (slope * b) >> 3)``.
+    """
+
+    def __init__(self, dc, flag, slope, base0, base):
+        self.dc = np.asarray(dc, dtype=np.int64)
+        self.flag = np.asarray(flag, dtype=np.int64)
+        self.slope = int(slope)
+        self.base0 = np.asarray(base0, dtype=np.int64)
+        self.base = np.asarray(base, dtype=np.int64)
+        self._table = None
+
+    def to_bytes(self) -> bytes:
+        parts = [self.dc, self.flag, [self.slope], self.base0.ravel(), self.base.ravel()]
+        return np.concatenate([np.asarray(p, dtype=np.int64) for p in parts]).astype(np.uint8).tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes | memoryview, tile: int) -> "Params":
+        v = np.frombuffer(data, dtype=np.uint8, count=side_length(tile)).astype(np.int64)
+        d, f = DC_BUCKETS, DC_BUCKETS + FLAG_CONTEXTS
+        dc, flag, slope, coef = v[:d], v[d:f], int(v[f]), v[f + 1 :]
+        if max(int(dc.max()), int(coef.max())) >= _entropy.NUM_LEVELS:
+            top = max(int(dc.max()), int(coef.max()))
+            raise FormatError(f"a model level is {top}; levels go up to {_entropy.NUM_LEVELS - 1}")
+        if int(flag.max()) >= FLAG_LEVELS:
+            raise FormatError(f"a flag model level is {int(flag.max())}; they go up to {FLAG_LEVELS - 1}")
+        if slope > MAX_SLOPE:
+            raise FormatError(f"a model slope is {slope}; the most is {MAX_SLOPE}")
+        return cls(dc, flag, slope, coef[: 2 * tile].reshape(2, tile), coef[2 * tile :].reshape(2, tile))
+
+    def levels(self, group: tuple, buckets: np.ndarray) -> np.ndarray:
+        if group[0] == "flag":
+            return self.flag[buckets]
+        if group[0] == "dc":
+            return self.dc[buckets]
+        return self.coef_table[group[1], group[2]][buckets]
+
+    @property
+    def coef_table(self) -> np.ndarray:
+        """The level of every coefficient bucket: ``(2, T, COEF_BUCKETS)``."""
+        if self._table is None:
+            b = np.arange(COEF_BUCKETS)
+            ramp = np.minimum(_entropy.NUM_LEVELS - 1, self.base[:, :, None] + ((self.slope * b) >> 3))
+            self._table = np.where(b == 0, self.base0[:, :, None], ramp)
+        return self._table
+
+
+# A coder callback: (group, contexts, true values or None) -> values.
+Code = Callable[[tuple, np.ndarray, "np.ndarray | None"], np.ndarray]
+
+
+def _neighbours(grid: np.ndarray) -> np.ndarray:
+    """Sum of the four neighbours of every cell (0 outside the grid)."""
+    g = np.pad(grid, 1)
+    return g[1:-1, :-2] + g[1:-1, 2:] + g[:-2, 1:-1] + g[2:, 1:-1]
+
+
+def walk(grid: tuple[int, int], tile: int, max_rank: int, code: Code, known=None):
+    """Visit one plane's integers in stream order; returns ``(ranks, dc, A, B)``.
+
+    ``code(group, contexts, values)`` is called once per pass. The encoder
+    passes ``known = (ranks, dc, A, B)`` and gets each pass's true values as
+    ``values``; the decoder passes ``None`` and returns the decoded values.
+    Order (the spec in :mod:`svdk.format` says the same):
+
+    1. for component ``i = 0 .. max_rank - 1``:
+
+       a. a flag per tile of rank at least ``i`` (all tiles for ``i = 0``):
+          1 if its rank exceeds ``i``. For ``i = 0``, two passes: the tiles
+          with ``x + y`` even (context 0), then the others (context ``1 +``
+          the number of their four neighbours flagged). For ``i > 0``, one
+          pass in raster order, context ``6 + min(14, bucket(n) + m)``: ``n``
+          the summed magnitudes of the tile's ``A`` and ``B`` integers of
+          component ``i - 1``, ``m`` how many of its four neighbours have
+          rank at least ``i``;
+       b. the coefficients of component ``i`` of the flagged tiles (raster
+          order), factor ``A`` then ``B``, a pass per position ``j = 0 ..
+          T-1``: context ``bucket(2 |x[j-1]| + |x[j-2]| + n // (j + 1))``,
+          ``n`` the summed magnitudes of the same component's ``A`` vector
+          (for ``B``) or half those of the previous component's ``A`` and
+          ``B`` vectors (for ``A``; 0 for ``i = 0``);
+    2. the tile means, one pass in raster order, each as its difference from
+       a prediction: from the left on the first row (0 for the first tile),
+       from above for the first tile of later rows, else ``L + ((U - UL) >>
+       1)``; context ``min(15, rank + the ranks of the four neighbours)``.
+    """
+    gy, gx = grid
+    n_tiles = gy * gx
+    k_ranks, k_dc, k_a, k_b = known if known is not None else (None,) * 4
+    if known is not None:
+        k_ranks = np.asarray(k_ranks, dtype=np.int64).ravel()
+    ranks = np.zeros(n_tiles, dtype=np.int64)
+    cand = np.arange(n_tiles)
+    out_a, out_b = [], []
+    start = 0
+    norm = None  # summed magnitudes of the previous component, per candidate
+    for i in range(max_rank):
+        if i == 0:
+            flags = np.zeros(n_tiles, dtype=np.int64)
+            black = (np.add.outer(np.arange(gy), np.arange(gx)) % 2 == 0).ravel()
+            for part in (np.flatnonzero(black), np.flatnonzero(~black)):
+                if part.size == 0:
+                    continue
+                ctx = np.zeros(part.size, dtype=np.int64)
+                if part is not None and not black[part[0]]:
+                    ctx = 1 + _neighbours(flags.reshape(gy, gx)).ravel()[part]
+                truth = None if known is None else (k_ranks[part] > 0).astype(np.int64)
+                flags[part] = code(("flag",), ctx, truth)
+        else:
+            around = _neighbours((ranks >= i).reshape(gy, gx).astype(np.int64)).ravel()[cand]
+            ctx = 6 + np.minimum(14, bucket(norm, COEF_BUCKETS) + around)
+            truth = None if known is None else (k_ranks[cand] > i).astype(np.int64)
+            flags = code(("flag",), ctx, truth)
+            norm = norm[flags == 1]
+        cand = cand[flags == 1] if i > 0 else np.flatnonzero(flags)
+        ranks[cand] = i + 1
+        m = cand.size
+        if m == 0:
+            break
+        n_a = np.zeros(m, dtype=np.int64) if i == 0 else norm // 2
+        vecs = []
+        for f in (0, 1):
+            n = n_a if f == 0 else np.abs(vecs[0]).sum(axis=1)
+            vec = np.zeros((m, tile), dtype=np.int64)
+            rows = None if known is None else (k_a if f == 0 else k_b)[start : start + m]
+            for j in range(tile):
+                c = n // (j + 1)
+                if j >= 1:
+                    c = c + 2 * np.abs(vec[:, j - 1])
+                if j >= 2:
+                    c = c + np.abs(vec[:, j - 2])
+                vec[:, j] = code(("coef", f, j), bucket(c, COEF_BUCKETS), None if rows is None else rows[:, j])
+            vecs.append(vec)
+        out_a.append(vecs[0])
+        out_b.append(vecs[1])
+        norm = np.abs(vecs[0]).sum(axis=1) + np.abs(vecs[1]).sum(axis=1)
+        start += m
+    if known is not None and not np.array_equal(ranks, k_ranks):
+        raise ValueError("tile ranks above the plane's rank")
+    # the tile means
+    rank_grid = ranks.reshape(gy, gx)
+    ctx = np.minimum(DC_BUCKETS - 1, rank_grid + _neighbours(rank_grid)).ravel()
+    if known is None:
+        d = code(("dc",), ctx, None).reshape(gy, gx)
+        dc = np.empty((gy, gx), dtype=np.int64)
+        dc[0] = np.cumsum(d[0])
+        for y in range(1, gy):
+            u = dc[y - 1]
+            step = np.empty(gx, dtype=np.int64)
+            step[0] = u[0]
+            step[1:] = (u[1:] - u[:-1]) >> 1
+            dc[y] = np.cumsum(step + d[y])
+    else:
+        dc = np.asarray(k_dc, dtype=np.int64).reshape(gy, gx)
+        pred = np.zeros((gy, gx), dtype=np.int64)
+        pred[0, 1:] = dc[0, :-1]
+        pred[1:, 0] = dc[:-1, 0]
+        pred[1:, 1:] = dc[1:, :-1] + ((dc[:-1, 1:] - dc[:-1, :-1]) >> 1)
+        code(("dc",), ctx, (dc - pred).ravel())
+    empty = np.zeros((0, tile), dtype=np.int64)
+    a = np.concatenate(out_a) if out_a else empty
+    b = np.concatenate(out_b) if out_b else empty
+    return ranks, dc.ravel(), a, b
+
+
+# ----------------------------------------------------------------------------
+# choosing the levels
+
+
+@lru_cache(maxsize=1)
+def _cost_table() -> np.ndarray:
+    """Bits of ``|x| = v`` (v = 0 .. MAX_RADIUS) under every level, escapes estimated."""
+    top = _entropy.MAX_RADIUS
+    out = np.empty((_entropy.NUM_LEVELS, top + 1))
+    v = np.arange(top + 1)
+    for level in range(_entropy.NUM_LEVELS):
+        f = _entropy._frequencies(level).astype(np.float64)
+        r = _entropy.radius(level)
+        bits = -np.log2(f[r:] / f.sum())  # |x| = 0 .. r
+        over = np.maximum(v - r, 0)
+        # an escape: the end symbol plus its varint in the (zlib) side data
+        esc = bits[r] + 8 * np.ceil(np.log2(over + 2) / 7)
+        out[level] = np.where(v < r, bits[np.minimum(v, r)], esc)
+    return out
+
+
+def _histogram_cost(hist: np.ndarray) -> np.ndarray:
+    """Bits of a ``(buckets, magnitudes)`` histogram under each level: ``(buckets, NUM_LEVELS)``."""
+    used = np.flatnonzero(hist.any(axis=0))
+    if used.size == 0:
+        return np.zeros((hist.shape[0], _entropy.NUM_LEVELS))
+    top = int(used[-1]) + 1
+    return hist[:, :top] @ _cost_table()[:, :top].T
+
+
+@lru_cache(maxsize=1)
+def _flag_costs() -> np.ndarray:
+    """Bits of a 0 and of a 1 under every binary level: ``(2, FLAG_LEVELS)``."""
+    f = np.array([_flag_frequencies(level) for level in range(FLAG_LEVELS)], dtype=np.float64)
+    return -np.log2(f / 65536.0).T
+
+
+def choose(records: list, tile: int) -> Params:
+    """The parameters that code one plane's recorded passes in the fewest bits."""
+    nl = _entropy.NUM_LEVELS
+    top = _entropy.MAX_RADIUS
+    flag_counts = np.zeros((FLAG_CONTEXTS, 2))
+    hists = {}
+    for group, ctx, values in records:
+        if group[0] == "flag":
+            np.add.at(flag_counts, (ctx, values), 1)
+            continue
+        nb = DC_BUCKETS if group[0] == "dc" else COEF_BUCKETS
+        h = np.bincount(ctx * (top + 1) + np.minimum(np.abs(values), top), minlength=nb * (top + 1))
+        key = group if group[0] == "coef" else ("dc",)
+        hists[key] = hists.get(key, 0) + h.reshape(nb, top + 1)
+    flag = np.argmin(flag_counts @ _flag_costs(), axis=1)
+    dc = np.argmin(_histogram_cost(hists[("dc",)]), axis=1)
+    cost_coef = np.zeros((2, tile, COEF_BUCKETS, nl))
+    for f in (0, 1):
+        for j in range(tile):
+            if ("coef", f, j) in hists:
+                cost_coef[f, j] = _histogram_cost(hists[("coef", f, j)].astype(np.float64))
+    base0 = np.argmin(cost_coef[:, :, 0], axis=-1)
+    b = np.arange(1, COEF_BUCKETS)
+    bases = np.arange(nl)
+    best = (math.inf, 0, None)
+    flat = cost_coef[:, :, 1:].reshape(2 * tile, COEF_BUCKETS - 1, nl)
+    for slope in range(MAX_SLOPE + 1):
+        idx = np.minimum(nl - 1, bases[:, None] + ((slope * b) >> 3)[None, :])  # (bases, buckets)
+        total = flat[:, np.arange(COEF_BUCKETS - 1)[None, :], idx].sum(axis=-1)  # (groups, bases)
+        choice = np.argmin(total, axis=1)
+        bits = float(total[np.arange(2 * tile), choice].sum())
+        if bits < best[0]:
+            best = (bits, slope, choice)
+    _, slope, choice = best
+    return Params(dc, flag, slope, base0, choice.reshape(2, tile))
+
+
+# ----------------------------------------------------------------------------
+# coding
+
+
+def _groups(levels: np.ndarray):
+    """Positions of the symbols of each level, levels ascending (the coding order)."""
+    first = int(levels[0]) if levels.size else 0
+    if not (levels != first).any():
+        if levels.size:
+            yield first, slice(None)
+        return
+    counts = np.bincount(levels)
+    order = np.argsort(levels, kind="stable")
+    lo = 0
+    for level in np.flatnonzero(counts).tolist():
+        hi = lo + int(counts[level])
+        yield level, order[lo:hi]
+        lo = hi
+
+
+def _model(group: tuple, level: int):
+    return _flag_model(level) if group[0] == "flag" else _entropy._model(level)
+
+
+def encode(planes: list[tuple]) -> tuple[list[bytes], list[int], np.ndarray]:
+    """Code tiled planes ``(grid, tile, max_rank, (ranks, dc, A, B))``: ``(params per plane, escapes, words)``."""
+    import constriction
+
+    radii = np.array([_entropy.radius(level) for level in range(_entropy.NUM_LEVELS)], dtype=np.int64)
+    items, escapes, sides = [], [], []
+    for grid, tile, max_rank, known in planes:
+        records = []
+
+        def record(group, ctx, values, records=records):
+            records.append((group, ctx, values))
+            return values
+
+        walk(grid, tile, max_rank, record, known)
+        params = choose(records, tile)
+        sides.append(params.to_bytes())
+        for group, ctx, values in records:
+            levels = params.levels(group, ctx)
+            for level, pos in _groups(levels):
+                x = values[pos]
+                if group[0] == "flag":
+                    items.append((x.astype(np.int32), _flag_model(level)))
+                    continue
+                r = radii[level]
+                big = np.abs(x) >= r
+                if big.any():
+                    escapes.extend((np.abs(x[big]) - r).tolist())
+                items.append(((np.clip(x, -r, r) + r).astype(np.int32), _entropy._model(level)))
+    coder = constriction.stream.stack.AnsCoder()
+    for symbols, model in reversed(items):
+        coder.encode_reverse(symbols, model)
+    return sides, escapes, coder.get_compressed()
+
+
+class Decoder:
+    """Reads tiled planes back from rANS words and escape numbers."""
+
+    def __init__(self, words: np.ndarray, escapes: list[int], symbol_limit: int):
+        import constriction
+
+        try:
+            self.coder = constriction.stream.stack.AnsCoder(words)
+        except Exception as exc:  # constriction raises plain exceptions on invalid data
+            raise FormatError(f"the entropy-coded data are invalid: {exc}") from None
+        self.escapes = escapes
+        self.next_escape = 0
+        self.symbols = 0
+        self.limit = symbol_limit
+        self.radii = np.array([_entropy.radius(level) for level in range(_entropy.NUM_LEVELS)], dtype=np.int64)
+
+    def plane(self, grid, tile, max_rank, params: Params):
+        radii = self.radii
+        decode = self.coder.decode
+
+        def read(group, ctx, _values):
+            flag = group[0] == "flag"
+            if not flag:  # flags are bounded by the tiles and the other symbols
+                self.symbols += ctx.size
+                if self.symbols > self.limit:
+                    raise FormatError("the tile data need more symbols than the payload can hold")
+            levels = params.levels(group, ctx)
+            out = np.empty(ctx.size, dtype=np.int64)
+            for level, pos in _groups(levels):
+                count = ctx.size if isinstance(pos, slice) else pos.size
+                try:
+                    x = decode(_flag_model(level) if flag else _entropy._model(level), count)
+                except Exception as exc:
+                    raise FormatError(f"the entropy-coded data end early or are invalid: {exc}") from None
+                if flag:
+                    out[pos] = x
+                    continue
+                r = int(radii[level])
+                x = x.astype(np.int64) - r
+                if x.min() == -r or x.max() == r:  # escapes
+                    ends = np.flatnonzero(np.abs(x) == r)
+                    x[ends] += np.sign(x[ends]) * self._escapes(ends.size)
+                out[pos] = x
+            return out
+
+        return walk(grid, tile, max_rank, read)
+
+    def _escapes(self, count: int) -> np.ndarray:
+        if self.next_escape + count > len(self.escapes):
+            raise FormatError("the entropy-coded data need more escape values than the file has")
+        extra = np.array(self.escapes[self.next_escape : self.next_escape + count], dtype=np.int64)
+        self.next_escape += count
+        if int(extra.max()) >= _entropy.MAX_VALUE:
+            raise FormatError(f"an escaped value is {_entropy.MAX_VALUE} or more in magnitude")
+        return extra
+
+    def finish(self) -> None:
+        if self.next_escape != len(self.escapes):
+            raise FormatError(f"the file has {len(self.escapes) - self.next_escape} escape values that no symbol uses")
+        if not self.coder.is_empty():
+            raise FormatError("the entropy-coded data do not end where the last symbol ends")
