@@ -21,7 +21,9 @@ come from the real file bytes (header included), PSNR-RGB, SSIM and
 MS-SSIM (RGB, TensorFlow's, skipped with a note when TensorFlow is missing
 or with ``--no-ms-ssim``) from :mod:`svdk.metrics` on the decoded 8-bit
 image; encoding and decoding times are those of the codec's own calls, in
-the worker, one call each.
+the worker, one call each (each process first codes a corner of an image
+once, untimed, so that no codec pays for loading its library in a timed
+call).
 
 ``compressai/NAME.json`` holds the same averaged curves in CompressAI's
 results layout, exactly ``{"name", "description", "results": {"psnr-rgb",
