@@ -121,8 +121,8 @@ def _rd(d: dict) -> str:
     ms = d.get("ms_ssim") or {}
     notes = {"partial": False, "overlap": False}
 
-    def count(v, m):
-        return "" if v is None or m is None or m == n else f" [{m}/{n}]"
+    def count(v, m):  # "[0/n]" too: a "-" that says no image covers it
+        return "" if m is None or m == n else f" [{m}/{n}]"
 
     def rate(row):
         if row is None:
