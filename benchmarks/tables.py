@@ -5,7 +5,9 @@ by the command named in that file; this script only formats them, so the
 README can be checked against (or regenerated from) the JSON at any time.
 ``--only NAME`` prints one table (speed, rd, rd-bsds500, predictor, kodak, coding, app, cli);
 ``--write README.md`` replaces, in that file, the text between each
-``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` with the table.
+``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` with the table;
+``--results DIR`` reads another results folder (a trial run's, say:
+``svdk bench ... --out DIR/bench-kodak``).
 """
 
 from __future__ import annotations
@@ -19,10 +21,15 @@ from pathlib import Path
 __all__ = ["main"]
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
+_RESULTS: list[Path] = []  # the folder --results names, while main runs
+
+
+def _results() -> Path:
+    return _RESULTS[-1] if _RESULTS else RESULTS
 
 
 def _load(name: str) -> dict | None:
-    path = RESULTS / name
+    path = _results() / name
     if not path.is_file():
         print(f"note: {path} is missing; run the command that makes it (see benchmarks/README.md)", file=sys.stderr)
         return None
@@ -67,35 +74,124 @@ def speed() -> str:
     return "\n".join(out)
 
 
+RANGES = ("0.25-1", "0.1-0.3")
+#: What the rate-distortion tables say about each codec's settings, by name.
+ANCHORS = {
+    "jpeg": "Pillow's JPEG, 4:2:0, optimized Huffman tables: the reference",
+    "jpegli": "jpegli (pyjpegli), 4:2:0",
+    "webp": "Pillow's WebP, method 4",
+    "avif": "Pillow's AVIF, default speed",
+    "jxl": "JPEG XL (libjxl), effort 7",
+}
+
+
+def _bd_rows(codec: dict) -> dict | None:
+    """A codec's Bjøntegaard figures by measure and range, from either summary layout.
+
+    Summaries made before the 0.1-0.3 bpp range and MS-SSIM have only the
+    PSNR figures over 0.25-1.0 bpp, at the codec's top level.
+    """
+    if "bd" in codec:
+        return codec["bd"]
+    if "bd_psnr_db" not in codec:
+        return None
+    return {"psnr-rgb": {"0.25-1": {
+        "bd_rate_percent": codec.get("bd_rate_percent"), "bd_rate_images": codec.get("bd_rate_images"),
+        "bd_quality_db": codec.get("bd_psnr_db"), "bd_quality_images": codec.get("bd_images"),
+    }}}
+
+
 def rd(folder: str = "bench-kodak") -> str:
     d = _load(f"{folder}/summary.json")
     if d is None:
         return ""
-    out = [
-        f"`{d['command']}` ({len(d['images'])} images; BD against JPEG over {d['bd_range_bpp'][0]}-"
-        f"{d['bd_range_bpp'][1]} bpp, averaged per image):",
-        "",
-        "| codec | BD-PSNR vs JPEG | BD-rate vs JPEG | PSNR at 0.25 bpp | at 0.5 bpp | at 1 bpp |",
-        "|---|---|---|---|---|---|",
-    ]
+    try:
+        return _rd(d)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SystemExit(
+            f"{_results() / folder / 'summary.json'} is not an 'svdk bench' summary this script can read "
+            f"({type(exc).__name__}: {exc}); rerun the command it names: {d.get('command') or 'svdk bench'}"
+        ) from None
+
+
+def _rd(d: dict) -> str:
     n = len(d["images"])
+    ref = d["reference"]
+    old = not any("bd" in c for c in d["codecs"].values())
+    ms = d.get("ms_ssim") or {}
+    notes = {"partial": False, "overlap": False}
+
+    def count(v, m):  # "[0/n]" too: a "-" that says no image covers it
+        return "" if m is None or m == n else f" [{m}/{n}]"
+
+    def rate(row):
+        if row is None:
+            return "n/a"
+        v = row.get("bd_rate_percent")
+        share = row.get("bd_rate_overlap")
+        cell = _f(v, "+.1f") + ("" if v is None else " %") + count(v, row.get("bd_rate_images"))
+        notes["partial"] |= bool(count(v, row.get("bd_rate_images")))
+        if v is not None and share is not None and share < 0.9:
+            notes["overlap"] = True
+            cell += f" (on {100 * share:.0f} %)"
+        return cell
+
+    def db(row):
+        if row is None:
+            return "n/a"
+        v = row.get("bd_quality_db")
+        notes["partial"] |= bool(count(v, row.get("bd_quality_images")))
+        return _f(v, "+.2f") + ("" if v is None else " dB") + count(v, row.get("bd_quality_images"))
 
     def at(c, bpp):
         v, m = c.get(f"psnr_at_{bpp}_bpp"), c.get(f"psnr_at_{bpp}_bpp_images", n)
-        return _f(v, ".2f") + ("" if m == n or v is None else f" [{m}/{n}]")
+        notes["partial"] |= bool(count(v, m))
+        return _f(v, ".2f") + count(v, m)
 
-    partial = False
-    for name, c in d["codecs"].items():
-        if name == "png":
-            continue
-        partial |= any(c.get(f"psnr_at_{b}_bpp_images", n) != n for b in ("0.25", "0.5", "1"))
-        out.append(
-            f"| {name} | {_f(c.get('bd_psnr_db'), '+.2f')} dB | {_f(c.get('bd_rate_percent'), '+.1f')} % | "
-            f"{at(c, '0.25')} | {at(c, '0.5')} | {at(c, '1')} |"
-        )
-    if partial:
-        out += ["", "`[m/n]`: only m of the n images reach that rate (a codec's lowest setting is above it); "
-                "the mean is over those m, never extrapolated."]
+    rows = {name: (c, _bd_rows(c)) for name, c in d["codecs"].items() if name != "png"}
+    out = [
+        f"`{d['command']}` ({n} images; against {ANCHORS.get(ref, ref)}; each figure per image, then "
+        "averaged; BD-rate: the bits saved (negative) or spent for the same quality; BD in dB: the "
+        "quality gained at the same rate):",
+        "",
+        "| codec | BD-rate, 0.25-1 bpp | BD-PSNR, 0.25-1 bpp | BD-rate, 0.1-0.3 bpp | BD-PSNR, 0.1-0.3 bpp "
+        "| PSNR at 0.25 bpp | at 0.5 bpp | at 1 bpp |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, (c, bd) in rows.items():
+        psnr = (bd or {}).get("psnr-rgb", {})
+        out.append(f"| {name} | " + " | ".join(x for r in RANGES for x in (rate(psnr.get(r)), db(psnr.get(r))))
+                   + f" | {at(c, '0.25')} | {at(c, '0.5')} | {at(c, '1')} |")
+    if any("ms-ssim-rgb" in (bd or {}) for _, bd in rows.values()):
+        out += [
+            "",
+            "MS-SSIM (RGB; TensorFlow's `tf.image.ssim_multiscale`), compared in dB, `-10 log10(1 - MS-SSIM)`:",
+            "",
+            "| codec | BD-rate, 0.25-1 bpp | BD-MS-SSIM dB, 0.25-1 bpp | BD-rate, 0.1-0.3 bpp "
+            "| BD-MS-SSIM dB, 0.1-0.3 bpp |",
+            "|---|---|---|---|---|",
+        ]
+        for name, (_, bd) in rows.items():
+            msr = (bd or {}).get("ms-ssim-rgb", {})
+            out.append(f"| {name} | " + " | ".join(x for r in RANGES for x in (rate(msr.get(r)), db(msr.get(r))))
+                       + " |")
+    footer = []
+    if notes["partial"]:
+        footer.append("`[m/n]`: over the m of the n images whose curves cover that range or reach that rate (a "
+                      "codec's lowest setting can be above it); never extrapolated.")
+    if notes["overlap"]:
+        footer.append("`(on x %)`: the codec's curve spans only x % of JPEG's quality interval over that range (even "
+                      "its lowest setting is above the interval's low end, or its highest below the top), so its "
+                      "BD-rate is the mean over that part only.")
+    if old:
+        footer.append("This summary predates the 0.1-0.3 bpp range, MS-SSIM and the jpegli and JPEG XL anchors "
+                      "(`n/a`); the command above, rerun, gives them.")
+    elif ms and not ms.get("measured", True):
+        footer.append(f"MS-SSIM {ms.get('note', 'was not measured')}.")
+    for name, why in (d.get("skipped") or {}).items():
+        footer.append(f"{name}: not run ({why}).")
+    if footer:
+        out += [""] + [" ".join(footer)]
     return "\n".join(out)
 
 
@@ -284,8 +380,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.tables", description=__doc__.split("\n\n")[0])
     p.add_argument("--only", choices=sorted(TABLES))
     p.add_argument("--write", metavar="FILE", help="replace the marked tables in FILE (the README)")
+    p.add_argument("--results", metavar="DIR", type=Path, default=RESULTS,
+                   help="the results folder to read (default: the repository's results/)")
     args = p.parse_args(argv)
-    tables = {name: fn() for name, fn in TABLES.items() if not args.only or name == args.only}
+    _RESULTS.append(args.results)
+    try:
+        tables = {name: fn() for name, fn in TABLES.items() if not args.only or name == args.only}
+    finally:
+        _RESULTS.pop()
     if args.write:
         done = write(Path(args.write), tables)
         print(f"updated {', '.join(done) or 'no'} tables in {args.write}")

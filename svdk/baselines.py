@@ -1,4 +1,4 @@
-"""Reference codecs through Pillow: PNG, JPEG, WebP and (when available) AVIF.
+"""Reference codecs: PNG, JPEG, WebP and AVIF through Pillow, jpegli and JPEG XL when installed.
 
 Every function takes and returns the same kind of data as svdk itself: an
 8-bit image in, real file bytes out, so that sizes compare honestly.
@@ -10,6 +10,19 @@ Every function takes and returns the same kind of data as svdk itself: an
   0 to 100.
 * AVIF uses Pillow's default speed, qualities 0 to 100; it is listed only
   when the installed Pillow can write it.
+* jpegli (Google's JPEG encoder and decoder, through the ``pyjpegli``
+  package) uses its defaults (4:2:0 for RGB input), qualities 1 to 100, and
+  decodes with jpegli too; grayscale images are coded as RGB and read back
+  as gray. Its files are ordinary JPEG files.
+* JPEG XL (libjxl, through the ``pillow-jxl-plugin`` package, which adds
+  the ``JXL`` format to Pillow) uses the library's defaults (effort 7),
+  qualities 0 to 99 (libjxl maps quality to its distance, 0 to its largest,
+  25; quality 100 would be its lossless mode, which the plugin's lossy
+  encoder refuses).
+
+jpegli and JPEG XL are optional (``pip install 'svdk[bench]'``):
+:func:`available` lists them only when their package imports, and
+:func:`unavailable` says why a codec is missing.
 
 Images with alpha are compared on their colour channels: the baselines get
 the RGB (or L) pixels.
@@ -44,6 +57,8 @@ rate-distortion sweep, share them.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import io
 import math
 from dataclasses import dataclass
@@ -65,6 +80,7 @@ __all__ = [
     "Point",
     "Probe",
     "available",
+    "unavailable",
     "encode",
     "decode",
     "match_size",
@@ -93,28 +109,73 @@ def _save(image: np.ndarray, fmt: str, **kw) -> bytes:
     return buf.getvalue()
 
 
+#: The package each optional codec needs, and the extra that installs it.
+_PACKAGES = {"jpegli": ("pyjpegli", "pyjpegli"), "jxl": ("pillow_jxl", "pillow-jxl-plugin")}
+
+
+def _module(codec: str):
+    """The package of an optional codec (raises ImportError when it is not installed)."""
+    return importlib.import_module(_PACKAGES[codec][0])
+
+
+def _jpegli_encode(image: np.ndarray, quality: int) -> bytes:
+    rgb = np.ascontiguousarray(np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image)
+    return _module("jpegli").encode(rgb, rgb.shape[1], rgb.shape[0], quality=quality)
+
+
+def _jxl_save(image: np.ndarray, quality: int) -> bytes:
+    _module("jxl")  # importing the plugin registers the JXL format with Pillow
+    return _save(image, "JXL", quality=quality)
+
+
 _ENCODERS: dict[str, Callable[[np.ndarray, int | None], bytes]] = {
     "png": lambda im, q: _save(im, "PNG", optimize=True),
     "jpeg": lambda im, q: _save(im, "JPEG", quality=q, subsampling="4:2:0", optimize=True),
     "webp": lambda im, q: _save(im, "WEBP", quality=q, method=4),
     "avif": lambda im, q: _save(im, "AVIF", quality=q),
+    "jpegli": _jpegli_encode,
+    "jxl": _jxl_save,
 }
 #: quality range of each lossy codec
-QUALITIES = {"jpeg": (1, 100), "webp": (0, 100), "avif": (0, 100)}
+QUALITIES = {"jpeg": (1, 100), "webp": (0, 100), "avif": (0, 100), "jpegli": (1, 100), "jxl": (0, 99)}
 CODECS = tuple(_ENCODERS)
+
+
+def _why_not(codec: str) -> str | None:
+    """Why this installation cannot write ``codec`` (None: it can)."""
+    if codec in ("webp", "avif") and not features.check(codec):
+        return f"this Pillow cannot write {codec.upper()} (it was built without lib{codec})"
+    if codec in _PACKAGES:
+        module, package = _PACKAGES[codec]
+        # found, not imported: importing pillow_jxl would teach Pillow (and so svdk's own image
+        # loading) to read JPEG XL from then on, depending on whether this was asked first
+        if importlib.util.find_spec(module) is None:
+            return f"{package} is not installed; pip install 'svdk[bench]'"
+    return None
+
+
+def unavailable() -> dict[str, str]:
+    """Each codec this installation cannot write, with the reason and what to do."""
+    return {codec: why for codec in CODECS if (why := _why_not(codec)) is not None}
 
 
 def available() -> list[str]:
     """The codecs this installation can write."""
-    have = ["png", "jpeg"]
-    if features.check("webp"):
-        have.append("webp")
-    if features.check("avif"):
-        have.append("avif")
-    return have
+    return [codec for codec in CODECS if _why_not(codec) is None]
 
 
-def decode(data: bytes, gray: bool) -> np.ndarray:
+def decode(data: bytes, gray: bool, codec: str | None = None) -> np.ndarray:
+    """The pixels of a reference codec's file: ``(H, W)`` when ``gray``, else ``(H, W, 3)``.
+
+    jpegli files are read with jpegli's own decoder, JPEG XL files with the
+    plugin, the others with Pillow.
+    """
+    if codec == "jpegli":
+        rgb, width, height = _module("jpegli").decode(data)
+        pixels = np.frombuffer(rgb, np.uint8).reshape(height, width, 3)
+        return np.asarray(Image.fromarray(pixels).convert("L")) if gray else pixels
+    if codec == "jxl":
+        _module("jxl")
     with Image.open(io.BytesIO(data)) as im:
         return np.asarray(im.convert("L" if gray else "RGB"))
 
@@ -128,15 +189,16 @@ def encode(image: np.ndarray, codec: str, quality: int | None = None, *, decode:
     With ``decode=False`` the file is not decoded (``decoded`` is None):
     a search that only needs sizes skips the decoding.
     """
-    if codec not in available():
-        raise OptionError(f"codec {codec!r} is not available here; available: {', '.join(available())}")
+    if codec not in CODECS or _why_not(codec) is not None:
+        why = f" ({_why_not(codec)})" if codec in CODECS else ""
+        raise OptionError(f"codec {codec!r} is not available here{why}; available: {', '.join(available())}")
     image = colour_channels(image)
     if codec != "png":
         lo, hi = QUALITIES[codec]
         if quality is None or not lo <= quality <= hi:
             raise OptionError(f"{codec} quality must be in [{lo}, {hi}]; got {quality}")
     data = _ENCODERS[codec](image, quality)
-    pixels = _decode(data, image.ndim == 2) if decode else None
+    pixels = _decode(data, image.ndim == 2, codec) if decode else None
     return Coded(codec, quality if codec != "png" else None, data, pixels)
 
 
@@ -191,7 +253,7 @@ class Probe:
     def score(self, q: int, scorer: Scorer) -> tuple[float, float]:
         """PSNR and SSIM of quality ``q``, measured once."""
         if q not in self._scores:
-            decoded = decode(self.coded(q).data, self.colour.ndim == 2)
+            decoded = decode(self.coded(q).data, self.colour.ndim == 2, self.codec)
             self._scores[q] = scorer(decoded)
         return self._scores[q]
 
@@ -247,7 +309,7 @@ def _with_pixels(probe: Probe, q: int | None) -> Coded | None:
     if q is None:
         return None
     c = probe.coded(q)
-    return Coded(c.codec, c.quality, c.data, decode(c.data, probe.colour.ndim == 2))
+    return Coded(c.codec, c.quality, c.data, decode(c.data, probe.colour.ndim == 2, probe.codec))
 
 
 def match_size(image: np.ndarray, codec: str, nbytes: int, *, probe: Probe | None = None) -> Coded | None:

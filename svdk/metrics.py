@@ -8,6 +8,16 @@
   out of both.
 * Bits per pixel are ``8 * len(file) / (width * height)``: the real bytes of
   the file, header and CRC included.
+* MS-SSIM (:func:`ms_ssim`, Wang, Simoncelli and Bovik 2003) is TensorFlow's
+  ``tf.image.ssim_multiscale`` with ``max_val=255`` and its defaults: an
+  11x11 Gaussian window of sigma 1.5, five scales with the published weights
+  (0.0448, 0.2856, 0.3001, 0.2363, 0.1333), each scale a 2x2 average of the
+  last. A colour image averages the MS-SSIM of its R, G and B channels
+  (CompressAI's ``ms-ssim-rgb``). TensorFlow is imported the first time it is
+  needed (``pip install 'svdk[keras]'``), never by ``import svdk``. Both sides
+  must be at least :data:`MS_SSIM_MIN_SIDE` pixels; smaller images have no
+  MS-SSIM (``None``). :func:`ms_ssim_db` gives it in decibels,
+  ``-10 log10(1 - MS-SSIM)``, the scale rate-distortion curves use.
 
 For images with a side shorter than 7 pixels the SSIM window shrinks to the
 largest odd size that fits; below 3 pixels SSIM is undefined and reported as
@@ -44,12 +54,25 @@ True
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
 from ._errors import ImageError, OptionError
 
-__all__ = ["psnr", "ssim", "bpp", "ssim_window", "colour_channels", "Scorer", "DATA_RANGE"]
+__all__ = [
+    "psnr",
+    "ssim",
+    "ms_ssim",
+    "ms_ssim_db",
+    "ms_ssim_undefined",
+    "bpp",
+    "ssim_window",
+    "colour_channels",
+    "Scorer",
+    "DATA_RANGE",
+    "MS_SSIM_MIN_SIDE",
+]
 
 #: The peak value of 8-bit images, as scikit-image's ``data_range``.
 DATA_RANGE = 255.0
@@ -86,6 +109,79 @@ def psnr(reference: np.ndarray, decoded: np.ndarray) -> float:
 def ssim(reference: np.ndarray, decoded: np.ndarray) -> float | None:
     """Mean SSIM of ``decoded`` against ``reference`` over colour channels (None: a side under 3 pixels)."""
     return Scorer(reference).ssim(decoded)
+
+
+#: The smallest side MS-SSIM is defined for: its fifth scale (a 16th of the
+#: side) must still hold the 11-pixel window, (11 - 1) * 2**4 + 1.
+MS_SSIM_MIN_SIDE = 161
+
+_ms_ssim_graph = None  # TensorFlow's MS-SSIM as a traced function, made on first use
+
+
+def ms_ssim_undefined(height: int, width: int) -> str | None:
+    """Why an image of this size has no MS-SSIM, in a sentence (None: it has one)."""
+    if min(height, width) >= MS_SSIM_MIN_SIDE:
+        return None
+    return (
+        f"MS-SSIM needs both sides of at least {MS_SSIM_MIN_SIDE} pixels (5 scales of an 11-pixel "
+        f"window); this image is {width}x{height}"
+    )
+
+
+def _ms_ssim_function():
+    """``tf.image.ssim_multiscale`` at ``max_val=255``, traced once per kind of shape."""
+    global _ms_ssim_graph
+    if _ms_ssim_graph is None:
+        from ._quiet import native_stderr_silenced
+
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        try:
+            with native_stderr_silenced():  # TensorFlow's absl and oneDNN start-up lines
+                import tensorflow as tf
+        except (ImportError, OSError) as exc:
+            raise ImportError(
+                "MS-SSIM is computed with TensorFlow's tf.image.ssim_multiscale, and TensorFlow cannot be "
+                f"imported here ({type(exc).__name__}: {exc}); pip install 'svdk[keras]'"
+            ) from None
+
+        def graph(x, y):
+            return tf.image.ssim_multiscale(x, y, DATA_RANGE)
+
+        _ms_ssim_graph = tf.function(graph, reduce_retracing=True)
+    return _ms_ssim_graph
+
+
+def ms_ssim(reference: np.ndarray, decoded: np.ndarray) -> float | None:
+    """MS-SSIM of ``decoded`` against ``reference``, the mean over colour channels.
+
+    TensorFlow's ``tf.image.ssim_multiscale`` (``max_val=255``, default
+    window and weights) on the 8-bit values; alpha is left out. Returns
+    ``None`` when a side is under :data:`MS_SSIM_MIN_SIDE` pixels (see
+    :func:`ms_ssim_undefined`). Raises :class:`ImportError`, saying what to
+    install, when TensorFlow is missing.
+    """
+    ref, dec = colour_channels(reference), colour_channels(decoded)
+    if ref.ndim not in (2, 3) or ref.size == 0:
+        raise OptionError(f"expected an image of shape (H, W) or (H, W, C); got shape {np.shape(reference)}")
+    if dec.shape != ref.shape:
+        raise OptionError(f"shapes differ: {ref.shape} and {dec.shape} (alpha left out of both)")
+    if ms_ssim_undefined(*ref.shape[:2]) is not None:
+        return None
+    if ref.ndim == 2:
+        ref, dec = ref[..., None], dec[..., None]
+    function = _ms_ssim_function()
+    from ._quiet import native_stderr_silenced
+
+    with native_stderr_silenced():  # a first trace may log too
+        value = function(ref.astype(np.float32), dec.astype(np.float32))
+    return float(value.numpy())
+
+
+def ms_ssim_db(value: float | None) -> float | None:
+    """MS-SSIM in decibels, ``-10 log10(1 - value)``; None for None or a perfect 1.0."""
+    if value is None or not value < 1.0:
+        return None
+    return -10.0 * math.log10(1.0 - value)
 
 
 def bpp(nbytes: int, width: int, height: int) -> float:

@@ -394,6 +394,55 @@ def ssim_reference(a: np.ndarray, b: np.ndarray, win: int = 7) -> float:
     return float(s.mean())
 
 
+def ms_ssim_reference(a: np.ndarray, b: np.ndarray) -> float:
+    """MS-SSIM as Wang, Simoncelli and Bovik define it (Asilomar 2003), in float64.
+
+    Written from the paper and the authors' published MATLAB code
+    (``ssim_index.m``, ``msssim.m``), not from TensorFlow's: an 11x11
+    Gaussian window of sigma 1.5 normalised to sum 1, local statistics over
+    the windows that lie inside the image ('valid'), biased (co)variances,
+    K1 = 0.01, K2 = 0.03, L = 255; five scales with the weights 0.0448,
+    0.2856, 0.3001, 0.2363, 0.1333, the contrast-structure term at every
+    scale and the luminance term at the last, each the mean of its map; the
+    next scale is the 2x2 mean filter with symmetric borders sampled at
+    every second pixel (``imfilter(img, ones(2)/4, 'symmetric')`` then
+    ``img(1:2:end, 1:2:end)``). A colour image gives the mean of its
+    channels' MS-SSIM.
+    """
+    from scipy.signal import correlate2d
+
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    if a.ndim == 3:
+        return float(np.mean([ms_ssim_reference(a[..., c], b[..., c]) for c in range(a.shape[2])]))
+    g = np.exp(-((np.arange(11) - 5.0) ** 2) / (2 * 1.5**2))
+    window = np.outer(g, g) / np.outer(g, g).sum()
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    weights = [0.0448, 0.2856, 0.3001, 0.2363, 0.1333]
+
+    def local(x):
+        return correlate2d(x, window, mode="valid")
+
+    def halve(x):
+        h, w = x.shape
+        x = np.pad(x, ((0, 1), (0, 1)), mode="symmetric")  # the 2x2 filter reads one past the end
+        mean = (x[:-1, :-1] + x[1:, :-1] + x[:-1, 1:] + x[1:, 1:]) / 4
+        return mean[0:h:2, 0:w:2]
+
+    product = 1.0
+    for scale, weight in enumerate(weights):
+        mx, my = local(a), local(b)
+        vx, vy, cxy = local(a * a) - mx**2, local(b * b) - my**2, local(a * b) - mx * my
+        cs = (2 * cxy + c2) / (vx + vy + c2)
+        if scale < len(weights) - 1:
+            product *= cs.mean() ** weight
+            a, b = halve(a), halve(b)
+        else:
+            luminance = (2 * mx * my + c1) / (mx**2 + my**2 + c1)
+            product *= (luminance * cs).mean() ** weight
+    return float(product)
+
+
 def luma(rgb: np.ndarray) -> np.ndarray:
     """JFIF luma of an RGB image, as float64."""
     rgb = np.asarray(rgb, np.float64)

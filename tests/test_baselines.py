@@ -182,3 +182,52 @@ def test_matching_ssim_on_an_image_too_thin_for_ssim_says_so():
     with pytest.raises(svdk.OptionError, match="SSIM is undefined for a 40x2 image"):
         baselines.match_ssim(thin, "jpeg", 0.9)
     assert baselines.match_size(thin, "jpeg", 10_000) is not None
+
+
+# ----------------------------------------------------------------------------
+# jpegli and JPEG XL (the test extra installs both)
+
+
+@pytest.fixture(params=["rgb", "gray"])
+def photo(request):
+    """A 64x80 crop of scikit-image's astronaut (no data folder needed), RGB or gray."""
+    import skimage.data
+
+    crop = np.ascontiguousarray(skimage.data.astronaut()[100:164, 180:260])
+    return crop if request.param == "rgb" else _gray(crop)
+
+
+@pytest.mark.parametrize("codec", ["jpegli", "jxl"])
+def test_the_anchors_write_real_files_that_grow_with_quality(photo, codec):
+    small = photo
+    assert codec in baselines.available()
+    lo, hi = baselines.QUALITIES[codec]
+    low, high = baselines.encode(small, codec, lo + 10), baselines.encode(small, codec, hi - 10)
+    assert low.nbytes < high.nbytes
+    assert high.decoded.shape == small.shape and high.decoded.dtype == np.uint8
+    assert metrics.psnr(small, high.decoded) > metrics.psnr(small, low.decoded) > 20
+    if codec == "jpegli":  # an ordinary JPEG file: Pillow reads it too
+        with Image.open(io.BytesIO(high.data)) as im:
+            assert im.format == "JPEG" and im.size == (small.shape[1], small.shape[0])
+    else:  # a bare JPEG XL codestream
+        assert high.data[:2] == b"\xff\x0a"
+    # a match works on them as on Pillow's codecs
+    assert baselines.match_size(small, codec, high.nbytes).nbytes <= high.nbytes
+
+
+def test_jxl_quality_100_is_refused_with_the_range():
+    with pytest.raises(ValueError, match=r"jxl quality must be in \[0, 99\]"):
+        baselines.encode(np.zeros((8, 8, 3), np.uint8), "jxl", 100)
+
+
+@pytest.mark.parametrize("codec, module, package", [("jpegli", "pyjpegli", "pyjpegli"),
+                                                    ("jxl", "pillow_jxl", "pillow-jxl-plugin")])
+def test_a_missing_anchor_package_is_named_with_what_to_install(codec, module, package, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, module, None)  # as if it were not installed
+    assert codec not in baselines.available()
+    why = baselines.unavailable()[codec]
+    assert why.startswith(f"{package} is not installed") and "pip install 'svdk[bench]'" in why
+    with pytest.raises(svdk.OptionError, match=f"{package} is not installed"):
+        baselines.encode(np.zeros((8, 8, 3), np.uint8), codec, 50)

@@ -1,5 +1,7 @@
 """Tests of ``svdk bench`` (:mod:`svdk.bench`): the Bjøntegaard figures, PSNR at
-a given rate, and a real run on two small images.
+a given rate, and real runs on two small images: the summary's ranges and
+measures, MS-SSIM, the anchors (jpegli, JPEG XL) present or skipped, and
+CompressAI's results layout.
 
 The BD functions are checked three ways: against values worked out by hand
 (curves that are straight lines in ``log(bpp)``, which PCHIP reproduces
@@ -127,6 +129,27 @@ def test_bd_psnr_is_nan_when_a_curve_does_not_cover_the_range(test_bpp):
     assert math.isnan(bd_psnr(test_bpp, realistic(test_bpp), REF_BPP, psnr))
 
 
+def test_bd_rate_needs_a_reference_that_covers_the_range():
+    # the reference starts at 0.12 bpp: it covers 0.25-1 but not 0.1-0.3
+    psnr = realistic(REF_BPP)
+    assert math.isfinite(bd_rate(REF_BPP, psnr, REF_BPP * 0.8, psnr))
+    assert math.isnan(bd_rate(REF_BPP, psnr, REF_BPP * 0.8, psnr, 0.1, 0.3))
+    assert bd_rate(REF_BPP, psnr, REF_BPP * 0.8, psnr, 0.15, 0.3) == pytest.approx(-20.0, abs=1e-9)
+
+
+def test_bd_rate_overlap_is_the_share_of_the_reference_interval_the_test_reaches():
+    # ref 30 + 4 ln r spans [30 - 8 ln 2, 30] dB between 0.25 and 1 bpp; a parallel
+    # test curve 2 dB higher that starts at 0.25 bpp reaches down to 32 - 8 ln 2 dB only
+    bpp = np.geomspace(0.1, 2.0, 6)
+    ref = line(30, 4, bpp)
+    assert bench.bd_rate_overlap(bpp, ref, bpp, line(30, 4, bpp) + 0.5) == pytest.approx(1.0, abs=1e-12)
+    test_bpp = np.geomspace(0.25, 2.0, 6)
+    share = bench.bd_rate_overlap(bpp, ref, test_bpp, line(32, 4, test_bpp))
+    assert share == pytest.approx((8 * LN2 - 2) / (8 * LN2), abs=1e-12)
+    # over the part they share, the parallel lines are 2 dB apart: exp(-2 / 4) in rate
+    assert bd_rate(bpp, ref, test_bpp, line(32, 4, test_bpp)) == pytest.approx(100 * math.expm1(-0.5), abs=1e-9)
+
+
 def test_bd_is_nan_without_two_points_or_a_shared_psnr_interval():
     psnr = realistic(REF_BPP)
     assert math.isnan(bd_psnr(REF_BPP, psnr, [0.5], [30.0]))
@@ -232,9 +255,11 @@ def test_sweep_points_keeps_both_ends_and_spreads_the_rest():
 # a real run
 
 
-CROPS = {"a": (slice(0, 128), slice(0, 192)), "b": (slice(128, 256), slice(320, 512))}
+# "a" is too small for MS-SSIM (a side under 161 pixels), "b" is not
+CROPS = {"a": (slice(0, 128), slice(0, 192)), "b": (slice(128, 304), slice(320, 512))}
 CODECS = ["jpeg", "svdk-tiled", "png"]
-KEYS = ["bpp", "psnr-rgb", "ssim", "encoding_time", "decoding_time"]
+KEYS = ["bpp", "psnr-rgb", "ms-ssim-rgb", "ssim", "encoding_time", "decoding_time"]
+COMPRESSAI_KEYS = ["psnr-rgb", "ms-ssim-rgb", "bpp", "encoding_time", "decoding_time"]
 
 
 def _images() -> dict[str, np.ndarray]:
@@ -281,8 +306,9 @@ def full_run(images, tmp_path_factory):
 
 def test_run_writes_one_file_per_codec_and_a_summary(full_run):
     assert full_run["status"] == 0, full_run["stderr"]
+    assert full_run["stderr"] == ""
     names = sorted(p.name for p in full_run["out"].iterdir())
-    expected = sorted([f"{c}.json" for c in CODECS] + ["summary.json"])
+    expected = sorted([f"{c}.json" for c in CODECS] + ["summary.json", "compressai"])
     try:
         import plotly  # noqa: F401
 
@@ -290,9 +316,15 @@ def test_run_writes_one_file_per_codec_and_a_summary(full_run):
     except ImportError:
         pass
     assert names == expected
+    # the terminal table: BD-rate before BD in dB, both ranges, PSNR then MS-SSIM; PNG has no curve
     table = full_run["stdout"].splitlines()
     assert table[0].startswith("2 images")
-    assert [row.split()[0] for row in table[2:]] == CODECS
+    assert table[1].split()[:4] == ["PSNR-RGB", "vs", "jpeg", "BD-rate"]
+    columns = ["BD-rate 0.25-1", "BD-dB 0.25-1", "BD-rate 0.1-0.3", "BD-dB 0.1-0.3", "PSNR@0.25"]
+    assert sorted(columns, key=table[1].index) == columns
+    assert [row.split()[0] for row in table[2:4]] == ["jpeg", "svdk-tiled"]
+    assert table[4].startswith("MS-SSIM dB vs jpeg")
+    assert [row.split()[0] for row in table[5:]] == ["jpeg", "svdk-tiled"]
 
 
 @pytest.mark.parametrize("codec", CODECS)
@@ -314,6 +346,10 @@ def test_results_follow_one_schema(full_run, codec):
             assert mean == pytest.approx(np.mean(per), rel=1e-12), (key, j)
             assert all(v > 0 for v in per)
     assert all(0 < s <= 1 for i in ("a", "b") for s in res["per_image"][i]["ssim"])
+    # MS-SSIM: measured on "b", null on "a" (128 pixels high), so no mean
+    assert all(0 < s <= 1 for s in res["per_image"]["b"]["ms-ssim-rgb"])
+    assert res["per_image"]["a"]["ms-ssim-rgb"] == [None] * len(sweep)
+    assert res["results"]["ms-ssim-rgb"] == [None] * len(sweep)
 
 
 @pytest.mark.parametrize("codec", ["jpeg", "svdk-tiled"])
@@ -323,6 +359,8 @@ def test_lossy_curves_rise_with_the_setting(full_run, codec):
         assert np.all(np.diff(r["bpp"]) > 0), r["bpp"]
         assert r["psnr-rgb"][-1] > r["psnr-rgb"][0] + 5
         assert r["ssim"][-1] > r["ssim"][0]
+    ms = full_run["results"][codec]["per_image"]["b"]["ms-ssim-rgb"]
+    assert ms[-1] > ms[0]
 
 
 def test_bpp_and_psnr_are_those_of_the_real_files(full_run, images):
@@ -344,21 +382,30 @@ def test_bpp_and_psnr_are_those_of_the_real_files(full_run, images):
     buf = io.BytesIO()
     Image.fromarray(arrays["a"]).save(buf, "JPEG", quality=q, subsampling="4:2:0", optimize=True)
     assert res["jpeg"]["per_image"]["a"]["bpp"][3] == 8 * len(buf.getvalue()) / pixels["a"]
-    # PNG is lossless: no finite PSNR, SSIM 1
+    # PNG is lossless: no finite PSNR, SSIM and MS-SSIM 1
     png = res["png"]["per_image"]["b"]
-    assert png["psnr-rgb"] == [None] and png["ssim"] == [1.0]
+    assert png["psnr-rgb"] == [None] and png["ssim"] == [1.0] and png["ms-ssim-rgb"] == [1.0]
+    # MS-SSIM is svdk.metrics' (TensorFlow's) on the decoded file
+    buf = io.BytesIO()
+    Image.fromarray(arrays["b"]).save(buf, "JPEG", quality=q, subsampling="4:2:0", optimize=True)
+    decoded = np.asarray(Image.open(buf))
+    assert res["jpeg"]["per_image"]["b"]["ms-ssim-rgb"][3] == pytest.approx(
+        svdk.metrics.ms_ssim(arrays["b"], decoded), abs=1e-12)
 
 
 def test_summary_has_bd_figures_against_jpeg_and_psnr_at_fixed_rates(full_run):
     summary, res = full_run["summary"], full_run["results"]
     assert summary["reference"] == "jpeg"
     assert summary["bd_range_bpp"] == [0.25, 1.0]
+    assert summary["bd_ranges_bpp"] == {"0.25-1": [0.25, 1.0], "0.1-0.3": [0.1, 0.3]}
+    assert list(summary["bd_metrics"]) == ["psnr-rgb", "ms-ssim-rgb"]
+    assert "-10 log10(1 - MS-SSIM)" in summary["bd_metrics"]["ms-ssim-rgb"]
     assert summary["images"] == ["a.png", "b.png"]
     assert list(summary["codecs"]) == CODECS
     # JPEG against itself
     assert summary["codecs"]["jpeg"]["bd_psnr_db"] == 0.0
     assert summary["codecs"]["jpeg"]["bd_rate_percent"] == 0.0
-    # per image, then averaged
+    # per image, then averaged; the top-level figures are PSNR over 0.25-1 bpp, as before
     tiled, ref = res["svdk-tiled"]["per_image"], res["jpeg"]["per_image"]
     row = summary["codecs"]["svdk-tiled"]
     bdp = [bd_psnr(ref[i]["bpp"], ref[i]["psnr-rgb"], tiled[i]["bpp"], tiled[i]["psnr-rgb"]) for i in "ab"]
@@ -367,6 +414,8 @@ def test_summary_has_bd_figures_against_jpeg_and_psnr_at_fixed_rates(full_run):
     assert row["bd_images"] == 2 and row["bd_rate_images"] == 2
     assert row["bd_psnr_db"] == pytest.approx(np.mean(bdp), abs=1e-12)
     assert row["bd_rate_percent"] == pytest.approx(np.mean(bdr), abs=1e-12)
+    main = row["bd"]["psnr-rgb"]["0.25-1"]
+    assert (main["bd_quality_db"], main["bd_rate_percent"]) == (row["bd_psnr_db"], row["bd_rate_percent"])
     for codec in ("jpeg", "svdk-tiled"):
         for t in (0.25, 0.5, 1.0):
             key = f"psnr_at_{t:g}_bpp"
@@ -415,7 +464,8 @@ def test_points_limits_every_sweep(images, tmp_path):
 
 def test_workers_give_the_results_of_one_process(images, tmp_path, full_run):
     folder, _ = images
-    status, _, err = _run([str(folder), "--codecs", "jpeg", "--out", str(tmp_path), "--workers", "2"])
+    # (without MS-SSIM: each worker process would import TensorFlow)
+    status, _, err = _run([str(folder), "--codecs", "jpeg", "--out", str(tmp_path), "--workers", "2", "--no-ms-ssim"])
     assert status == 0, err
     res = json.loads((tmp_path / "jpeg.json").read_text())
     for image in ("a", "b"):
@@ -527,3 +577,245 @@ def test_the_tiled_coding_ablation_ends_at_svdk_and_starts_at_format_2():
         assert tc.encode(make(), energy, tc.VARIANTS["v2"], **options) == old
         assert tc.encode(make(), energy, tc.VARIANTS["v3"], **options) == svdk.compress(
             make(), tiled=True, energy=energy, **options)
+
+
+def _bd_by_hand(res, codec, metric, lo, hi):
+    """Per-image BD-rate and BD in dB of ``codec`` against JPEG, MS-SSIM in dB, as lists."""
+    ref, test = res["jpeg"]["per_image"], res[codec]["per_image"]
+    scale = (lambda v: [svdk.metrics.ms_ssim_db(x) for x in v]) if metric == "ms-ssim-rgb" else list
+    rates, dbs = [], []
+    for i in ref:
+        curves = (ref[i]["bpp"], scale(ref[i][metric]), test[i]["bpp"], scale(test[i][metric]))
+        rates.append(bd_rate(*curves, lo, hi))
+        dbs.append(bd_psnr(*curves, lo, hi))
+    return rates, dbs
+
+
+@pytest.mark.parametrize("metric", ["psnr-rgb", "ms-ssim-rgb"])
+@pytest.mark.parametrize("span", ["0.25-1", "0.1-0.3"])
+def test_summary_gives_bd_rate_and_bd_db_per_range_and_measure(full_run, metric, span):
+    lo, hi = bench.BD_RANGES[span]
+    row = full_run["summary"]["codecs"]["svdk-tiled"]["bd"][metric][span]
+    assert list(row) == ["bd_rate_percent", "bd_rate_images", "bd_rate_overlap", "bd_quality_db",
+                         "bd_quality_images"]
+    rates, dbs = _bd_by_hand(full_run["results"], "svdk-tiled", metric, lo, hi)
+    finite_rates, finite_dbs = [r for r in rates if math.isfinite(r)], [d for d in dbs if math.isfinite(d)]
+    assert row["bd_rate_images"] == len(finite_rates) and row["bd_quality_images"] == len(finite_dbs)
+    if metric == "ms-ssim-rgb":  # image "a" has no MS-SSIM
+        assert len(finite_rates) <= 1
+    if finite_rates:
+        assert row["bd_rate_percent"] == pytest.approx(np.mean(finite_rates), abs=1e-12)
+        assert 0 < row["bd_rate_overlap"] <= 1
+    else:
+        assert row["bd_rate_percent"] is None
+    if finite_dbs:
+        assert row["bd_quality_db"] == pytest.approx(np.mean(finite_dbs), abs=1e-12)
+    else:
+        assert row["bd_quality_db"] is None
+    # the main range is covered on both images in PSNR, on "b" in MS-SSIM
+    if span == "0.25-1":
+        assert row["bd_quality_images"] == (2 if metric == "psnr-rgb" else 1)
+
+
+def test_summary_names_the_images_too_small_for_ms_ssim(full_run):
+    ms = full_run["summary"]["ms_ssim"]
+    assert ms["measured"] is True
+    assert "tf.image.ssim_multiscale" in ms["how"] and "max_val 255" in ms["how"]
+    assert list(ms["undefined"]) == ["a.png"]
+    assert "161" in ms["undefined"]["a.png"] and "192x128" in ms["undefined"]["a.png"]
+
+
+def _check_compressai_layout(path: Path, res: dict) -> dict:
+    """The file has CompressAI's layout exactly and the averaged points of ``res``."""
+    data = json.loads(path.read_text())
+    assert list(data) == ["name", "description", "results"]
+    assert data["name"] == res["name"] and data["description"].startswith(res["description"])
+    lengths = {len(v) for v in data["results"].values()}
+    assert len(lengths) == 1 and lengths.pop() > 0
+    for key, values in data["results"].items():
+        assert all(isinstance(v, float) and math.isfinite(v) for v in values), key
+        assert values == [v for v in res["results"][key] if v is not None] or key != "bpp"
+    return data
+
+
+def test_compressai_layout_has_the_averaged_points_every_image_has(full_run):
+    out, res = full_run["out"], full_run["results"]
+    assert sorted(p.name for p in (out / "compressai").iterdir()) == ["jpeg.json", "svdk-tiled.json"]  # no PNG
+    for codec in ("jpeg", "svdk-tiled"):
+        data = _check_compressai_layout(out / "compressai" / f"{codec}.json", res[codec])
+        # image "a" has no MS-SSIM, so no mean: the key is left out rather than filled with nulls
+        assert list(data["results"]) == [k for k in COMPRESSAI_KEYS if k != "ms-ssim-rgb"]
+        assert data["results"]["bpp"] == res[codec]["results"]["bpp"]
+
+
+# ----------------------------------------------------------------------------
+# the anchors: jpegli and JPEG XL when installed, a note when not
+
+
+@pytest.fixture(scope="module")
+def anchors_run(images, tmp_path_factory):
+    """jpeg, jpegli and jxl at 3 points on image "b" alone (large enough for MS-SSIM)."""
+    folder, _ = images
+    single = tmp_path_factory.mktemp("single")
+    (single / "b.png").write_bytes((folder / "b.png").read_bytes())
+    out = tmp_path_factory.mktemp("anchors")
+    status, stdout, stderr = _run([str(single), "--codecs", "jpeg,jpegli,jxl", "--points", "3", "--out", str(out),
+                                   "--workers", "1"])
+    return dict(status=status, stdout=stdout, stderr=stderr, out=out)
+
+
+def test_anchors_are_benchmarked_from_their_real_files(anchors_run, images):
+    import pillow_jxl  # noqa: F401  (the test extra installs both anchors)
+    import pyjpegli
+
+    assert anchors_run["status"] == 0, anchors_run["stderr"]
+    assert anchors_run["stderr"] == ""
+    out, photo = anchors_run["out"], images[1]["b"]
+    npx = photo.shape[0] * photo.shape[1]
+    jpegli = json.loads((out / "jpegli.json").read_text())
+    jxl = json.loads((out / "jxl.json").read_text())
+    sweeps = {name: bench.sweep_points(bench.codecs()[name], 3) for name in ("jpegli", "jxl")}
+    assert jpegli["sweep"] == list(sweeps["jpegli"]) and jxl["sweep"] == list(sweeps["jxl"])
+    q = sweeps["jpegli"][1]
+    data = pyjpegli.encode(photo, photo.shape[1], photo.shape[0], quality=q)
+    assert jpegli["per_image"]["b"]["bpp"][1] == 8 * len(data) / npx
+    rgb, width, height = pyjpegli.decode(data)
+    decoded = np.frombuffer(rgb, np.uint8).reshape(height, width, 3)
+    assert jpegli["per_image"]["b"]["psnr-rgb"][1] == pytest.approx(psnr_reference(photo, decoded), abs=1e-9)
+    q = sweeps["jxl"][1]
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, "JXL", quality=q)
+    assert jxl["per_image"]["b"]["bpp"][1] == 8 * buf.tell() / npx
+    assert jxl["per_image"]["b"]["psnr-rgb"][1] == pytest.approx(
+        psnr_reference(photo, np.asarray(Image.open(buf).convert("RGB"))), abs=1e-9)
+    for res in (jpegli, jxl):
+        r = res["per_image"]["b"]
+        assert np.all(np.diff(r["bpp"]) > 0) and np.all(np.diff(r["psnr-rgb"]) > 0)
+        assert all(t > 0 for t in r["encoding_time"] + r["decoding_time"])
+        assert all(0 < s < 1 for s in r["ms-ssim-rgb"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["codecs"]) == ["jpeg", "jpegli", "jxl"] and "skipped" not in summary
+    assert set(summary["codecs"]["jxl"]["bd"]) == {"psnr-rgb", "ms-ssim-rgb"}
+
+
+def test_compressai_layout_of_a_run_with_ms_ssim(anchors_run):
+    out = anchors_run["out"]
+    for codec in ("jpeg", "jpegli", "jxl"):
+        res = json.loads((out / f"{codec}.json").read_text())
+        data = _check_compressai_layout(out / "compressai" / f"{codec}.json", res)
+        assert list(data["results"]) == COMPRESSAI_KEYS
+        assert data["results"]["ms-ssim-rgb"] == res["results"]["ms-ssim-rgb"]
+        assert all(0 < v < 1 for v in data["results"]["ms-ssim-rgb"])  # a fraction, as CompressAI's
+
+
+def test_a_missing_anchor_is_left_out_with_a_note(images, tmp_path, monkeypatch):
+    folder, _ = images
+    monkeypatch.setitem(sys.modules, "pyjpegli", None)  # as if pyjpegli were not installed
+    status, stdout, stderr = _run([str(folder), "--codecs", "jpeg,jpegli", "--images", "1", "--points", "2",
+                                   "--out", str(tmp_path), "--workers", "1", "--no-ms-ssim"])
+    assert status == 0, stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("svdk bench: note: jpegli left out: pyjpegli is not installed")
+    assert "pip install 'svdk[bench]'" in lines[0]
+    assert not (tmp_path / "jpegli.json").exists() and (tmp_path / "jpeg.json").exists()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert list(summary["codecs"]) == ["jpeg"]
+    assert "pyjpegli is not installed" in summary["skipped"]["jpegli"]
+    # asked for alone, it is a usage error in one line
+    line = _one_line_error(*_run([str(folder), "--codecs", "jpegli", "--out", str(tmp_path / "o")]))
+    assert "none of the codecs asked for can run here" in line and "pyjpegli is not installed" in line
+
+
+def test_without_tensorflow_ms_ssim_is_skipped_with_a_note(images, tmp_path, monkeypatch):
+    folder, _ = images
+    monkeypatch.setitem(sys.modules, "tensorflow", None)
+    monkeypatch.setattr(svdk.metrics, "_ms_ssim_graph", None)
+    status, _, stderr = _run([str(folder), "--codecs", "jpeg,svdk-tiled", "--points", "3", "--out", str(tmp_path),
+                              "--workers", "1"])
+    assert status == 0, stderr
+    assert "Traceback" not in stderr
+    assert stderr.startswith("svdk bench: note: MS-SSIM not measured: ") and "svdk[keras]" in stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["ms_ssim"]["measured"] is False and "TensorFlow" in summary["ms_ssim"]["note"]
+    assert list(summary["codecs"]["svdk-tiled"]["bd"]) == ["psnr-rgb"]
+    res = json.loads((tmp_path / "jpeg.json").read_text())
+    assert all(v is None for r in res["per_image"].values() for v in r["ms-ssim-rgb"])
+    data = json.loads((tmp_path / "compressai" / "jpeg.json").read_text())
+    assert "ms-ssim-rgb" not in data["results"]
+
+
+# ----------------------------------------------------------------------------
+# the README's tables (python -m benchmarks.tables) from a summary
+
+
+def _tables(results: Path, *argv: str) -> str:
+    from benchmarks import tables
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert tables.main(["--results", str(results), *argv]) == 0
+    return out.getvalue()
+
+
+def test_the_readme_table_shows_bd_rate_first_both_ranges_and_ms_ssim(full_run, tmp_path):
+    (tmp_path / "bench-kodak").mkdir()
+    (tmp_path / "bench-kodak" / "summary.json").write_text(json.dumps(full_run["summary"]))
+    text = _tables(tmp_path, "--only", "rd")
+    header = next(line for line in text.splitlines() if line.startswith("| codec | BD-rate"))
+    columns = ["BD-rate, 0.25-1 bpp", "BD-PSNR, 0.25-1 bpp", "BD-rate, 0.1-0.3 bpp", "BD-PSNR, 0.1-0.3 bpp"]
+    assert sorted(columns, key=header.index) == columns
+    tiled = [line for line in text.splitlines() if line.startswith("| svdk-tiled |")]
+    assert len(tiled) == 2  # the PSNR table and the MS-SSIM table
+    row = full_run["summary"]["codecs"]["svdk-tiled"]["bd"]["psnr-rgb"]["0.25-1"]
+    assert tiled[0].split(" | ")[1] == f"{row['bd_rate_percent']:+.1f} %"
+    assert "BD-MS-SSIM dB, 0.25-1 bpp" in text and "[1/2]" in tiled[1]  # MS-SSIM on image "b" only
+    assert "| png |" not in text and "predates" not in text
+
+
+def test_the_readme_table_still_reads_a_summary_of_the_earlier_layout(full_run, tmp_path):
+    old = json.loads(json.dumps(full_run["summary"]))
+    for key in ("bd_ranges_bpp", "bd_metrics", "ms_ssim"):
+        del old[key]
+    for row in old["codecs"].values():
+        row.pop("bd", None)
+    (tmp_path / "bench-kodak").mkdir()
+    (tmp_path / "bench-kodak" / "summary.json").write_text(json.dumps(old))
+    text = _tables(tmp_path, "--only", "rd")
+    tiled = next(line for line in text.splitlines() if line.startswith("| svdk-tiled |"))
+    assert tiled.split(" | ")[1:5] == [f"{old['codecs']['svdk-tiled']['bd_rate_percent']:+.1f} %",
+                                       f"{old['codecs']['svdk-tiled']['bd_psnr_db']:+.2f} dB", "n/a", "n/a"]
+    assert "predates the 0.1-0.3 bpp range" in text
+
+
+def test_the_readme_table_refuses_an_unreadable_summary_in_one_sentence(tmp_path):
+    (tmp_path / "bench-kodak").mkdir()
+    (tmp_path / "bench-kodak" / "summary.json").write_text(json.dumps({"command": "svdk bench x", "codecs": {}}))
+    with pytest.raises(SystemExit) as exc:
+        _tables(tmp_path, "--only", "rd")
+    assert "is not an 'svdk bench' summary" in str(exc.value) and "svdk bench x" in str(exc.value)
+
+
+def test_the_committed_summaries_render():
+    from benchmarks import tables
+
+    for name in ("rd", "rd-bsds500"):
+        text = tables.TABLES[name]()
+        assert text.count("| svdk-tiled |") >= 1 and "| jpeg |" in text
+
+
+def test_the_chart_keeps_one_colour_per_codec_and_shows_ms_ssim_in_db(anchors_run, full_run):
+    pytest.importorskip("plotly", reason="pip install 'svdk[bench]'")
+    out = anchors_run["out"]
+    results = {c: json.loads((out / f"{c}.json").read_text()) for c in ("jpeg", "jpegli", "jxl")}
+    fig = bench.chart(results)
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["PSNR-RGB", "MS-SSIM (RGB), in dB", "SSIM"]
+    for codec in results:
+        traces = [t for t in fig.data if t.name == codec]
+        assert len(traces) == 3 and len({t.line.color for t in traces}) == 1
+        ms = results[codec]["results"]["ms-ssim-rgb"]
+        assert list(traces[1].y) == pytest.approx([-10 * math.log10(1 - v) for v in ms])
+    assert len({t.line.color for t in fig.data}) == 3
+    # without MS-SSIM (image "a" has none, so no mean): two panels
+    fig = bench.chart(full_run["results"])
+    assert [a.text for a in fig.layout.annotations] == ["PSNR-RGB", "SSIM"]

@@ -303,8 +303,8 @@ def test_a_stopped_bench_resumes_from_what_it_finished(photos, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     # as if a run had finished jpeg on astronaut before it was stopped (a marked value shows reuse)
-    key = bench._partial_key(("jpeg", str(paths[0]), 2))
-    rows = {k: [0.5, 1.5] for k in ("bpp", "psnr-rgb", "ssim", *TIMINGS)}
+    key = bench._partial_key(("jpeg", str(paths[0]), 2, True))  # True: MS-SSIM measured, as by default
+    rows = {k: [0.5, 1.5] for k in ("bpp", "psnr-rgb", "ms-ssim-rgb", "ssim", *TIMINGS)}
     (out / bench.PARTIAL).write_text(json.dumps({"key": key, "rows": rows}) + "\n" + '{"key": "cut sh')
     argv = [folder, "--codecs", "jpeg", "--points", "2", "--images", "2", "--out", out, "--jobs", "1"]
     status, _, stderr = _run(bench.main, [*argv, "--resume"])

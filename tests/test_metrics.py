@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import svdk
 from svdk import metrics
-from _support import psnr_reference, smooth_image, ssim_reference
+from _support import ms_ssim_reference, psnr_reference, smooth_image, ssim_reference
 
 pytestmark = pytest.mark.filterwarnings("ignore::svdk.SvdkWarning")
 
@@ -149,3 +149,71 @@ def test_alpha_counts_in_no_figure(kodak_crop):
 def test_an_empty_image_is_an_image_error():
     with pytest.raises(svdk.ImageError, match="empty image"):
         metrics.psnr(np.zeros((0, 5)), np.zeros((0, 5)))
+
+
+# ----------------------------------------------------------------------------
+# MS-SSIM (TensorFlow's): checked against the published definition, written
+# out in numpy in _support.ms_ssim_reference from Wang, Simoncelli and
+# Bovik's paper and MATLAB code. TensorFlow computes in float32, the
+# reference in float64: they agree to about 2e-6, so 1e-5 is asked.
+
+
+def _jpeg_pair(height: int, width: int, quality: int, gray: bool = False):
+    import io
+
+    import skimage.data
+    from PIL import Image
+
+    photo = skimage.data.astronaut()[:height, 60 : 60 + width]
+    photo = np.ascontiguousarray(photo[..., 1] if gray else photo)
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, "JPEG", quality=quality)
+    return photo, np.asarray(Image.open(buf))
+
+
+@pytest.mark.parametrize(
+    "height, width, quality, gray",
+    # odd sides at several scales (181 -> 91 -> 46 -> 23 -> 12, 169 -> 85 -> 43 -> 22 -> 11):
+    # the 2x2 downsampling's symmetric border matters there
+    [(181, 169, 10, False), (200, 176, 40, False), (161, 161, 25, True)],
+)
+def test_ms_ssim_matches_the_published_definition(height, width, quality, gray):
+    reference, decoded = _jpeg_pair(height, width, quality, gray)
+    got = metrics.ms_ssim(reference, decoded)
+    want = ms_ssim_reference(reference, decoded)
+    assert 0.5 < want < 0.999  # a real distortion, not a trivial pair
+    assert got == pytest.approx(want, abs=1e-5)
+
+
+def test_ms_ssim_of_identical_images_is_exactly_one_and_drops_with_distortion():
+    reference, decoded = _jpeg_pair(192, 192, 30)
+    assert metrics.ms_ssim(reference, reference) == 1.0
+    worse = _jpeg_pair(192, 192, 5)[1]
+    assert metrics.ms_ssim(reference, worse) < metrics.ms_ssim(reference, decoded) < 1.0
+    assert metrics.ms_ssim_db(1.0) is None and metrics.ms_ssim_db(None) is None
+    assert metrics.ms_ssim_db(0.99) == pytest.approx(20.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("height, width", [(160, 500), (500, 160), (24, 32)])
+def test_ms_ssim_is_undefined_below_161_pixels(height, width):
+    a, b = _pair(height, width, 3, 1, 10)
+    assert metrics.ms_ssim(a, b) is None
+    why = metrics.ms_ssim_undefined(height, width)
+    assert "161" in why and f"{width}x{height}" in why
+    assert metrics.ms_ssim_undefined(161, 161) is None
+
+
+def test_ms_ssim_refuses_images_of_different_shapes():
+    with pytest.raises(ValueError, match="shapes differ"):
+        metrics.ms_ssim(np.zeros((170, 170, 3), np.uint8), np.zeros((170, 171, 3), np.uint8))
+
+
+def test_ms_ssim_without_tensorflow_says_what_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # import tensorflow now fails
+    monkeypatch.setattr(metrics, "_ms_ssim_graph", None)
+    image = np.zeros((170, 170, 3), np.uint8)
+    with pytest.raises(ImportError, match=r"TensorFlow.*svdk\[keras\]"):
+        metrics.ms_ssim(image, image)
+    assert metrics.ms_ssim(image[:100], image[:100]) is None  # no TensorFlow needed to say so
