@@ -234,7 +234,8 @@ def _cmd_info(src: str, args, emit) -> None:
         f"{src}: svdk {rec['version']}, {rec['width']}x{rec['height']} {rec['mode']}"
         f"{' ' + rec['subsampling'] if rec['subsampling'] else ''}{' +alpha' if rec['alpha'] else ''}{layout}\n"
         f"  {'largest tile ranks' if layout else 'ranks'} {ranks}; steps {steps}; "
-        f"{_CODING.get((rec['coder'], rec['predictor']), rec['coder'] + ' (' + rec['predictor'] + ' predictor)')}\n"
+        f"{_CODING.get((rec['coder'], rec['predictor']), rec['coder'] + ' (' + rec['predictor'] + ' predictor)')}"
+        f"{'; deblocking ' + ', '.join(map(str, rec['deblock'])) if any(rec['deblock']) else ''}\n"
         f"  {rec['bytes']} bytes (header {rec['header_bytes']}, payload {rec['payload_bytes']}, CRC 4), "
         f"{rec['bpp']:.3f} bpp"
     )
@@ -244,6 +245,7 @@ _CODING = {
     ("ans", "dct"): "rANS over band models (DCT of the factors, a step per component)",
     ("zlib", "delta"): "zlib (delta-coded factors, format 1.0)",
     ("lzma", "none"): "LZMA",
+    ("ctx", "none"): "rANS with context models",
 }
 
 
