@@ -187,20 +187,6 @@ def _correct(encoder, i: int, value: float, k0: int, targets, logk, *, lower_tri
     return k, v, "predicted rank missed twice; exact search", "exact search"
 
 
-_PACKER = None
-
-
-def _packer():
-    """One worker thread that packs the predicted file while its check runs (LZMA leaves the GIL)."""
-    global _PACKER
-    with _LOCK:
-        if _PACKER is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            _PACKER = ThreadPoolExecutor(1, thread_name_prefix="svdk-pack")
-        return _PACKER
-
-
 #: the more work a correction took, the later in this list
 _CORRECTIONS = ("met", "lowered", "raised", "exact search")
 
@@ -213,22 +199,15 @@ def cnn(encoder, target) -> policies.RankChoice:
     found = {}
     paths = []
     corrections = []
-    data = None
     for i in policies.searched_planes(encoder):
         curve = logk + _margin(predictor)  # the curve the first check sits on, which guides the corrections
         k0 = rank_at(targets, curve, value, encoder.planes[i].max_rank)
-        packing = None
-        lowering = (2, 0.0)
-        if encoder.tile:  # (one searched plane) the file at the predicted count, packed beside its check
-            packing = _packer().submit(encoder.pack, encoder.ranks_for(k0))
-            lowering = TILED_LOWERING
+        lowering = TILED_LOWERING if encoder.tile else (2, 0.0)
         try:
             k, v, how, correction = _correct(encoder, i, value, k0, targets, curve, lower_tries=lowering[0],
                                              min_gain=lowering[1])
         except OptionError as exc:
             raise OptionError(f"ssim >= {value:g} on plane {encoder.plane_names[i]}: {exc}") from None
-        if packing is not None and k == k0:
-            data = packing.result()
         found[i] = (k, v)
         paths.append(f"{encoder.plane_names[i]}: predicted {k0}, {how}")
         corrections.append(correction)
@@ -245,7 +224,6 @@ def cnn(encoder, target) -> policies.RankChoice:
         f"{what} checked for ssim >= {value:g} ({got}; {'; '.join(paths)}): "
         f"{policies.describe_ranks(encoder, ranks)}; {encoder.evaluations - start} evaluations, "
         f"prediction {seconds * 1e3:.1f} ms",
-        data=data,
         predicted_rank=predicted,
         correction=max(corrections, key=_CORRECTIONS.index),
         model=predictor.describe(),
