@@ -25,7 +25,7 @@ given count moves with it):
    against the proxy alone and the constant (median components per tile).
 4. Writes ``model.keras``, ``model.json``, ``model.tflite`` (checked against
    Keras to 1e-4) and ``metrics.json`` to ``--out`` (default ``runs/tiled``);
-   ``--ship`` also copies the model to ``svdk/models/tiled.*`` and the
+   ``--ship`` also copies the model to ``svdk/models/tiled/`` and the
    metrics to ``results/tiled_predictor.json``.
 
 About 4-6 minutes on 2 cores with the labels to compute (1,100 images), under
@@ -194,7 +194,7 @@ def _parser():
     p.add_argument("--cache", help="label cache folder (default runs/cache or $SVDK_CACHE)")
     p.add_argument("--out", default="runs/tiled", help="run folder (default runs/tiled)")
     p.add_argument("--ship", action="store_true",
-                   help="also copy the model to svdk/models/tiled.* and the metrics to results/tiled_predictor.json")
+                   help="also copy the model to svdk/models/tiled/ and the metrics to results/tiled_predictor.json")
     p.add_argument("--labels-only", action="store_true", help="compute the labels into the cache and stop")
     add_options(p, what="images: the labels")
     return p
@@ -340,12 +340,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{m90['model']['median_rel_error']:.3f}), proxy alone {m90['proxy_alone']['mae_log_n']:.3f}, "
           f"constant {m90['constant_per_tile']['mae_log_n']:.3f}; wrote {out}")
     if args.ship:
-        models = REPO / "svdk" / "models"
+        models = REPO / "svdk" / "models" / "tiled"
+        models.mkdir(exist_ok=True)
         for suffix in (".keras", ".json", ".tflite"):
-            shutil.copyfile(out / f"model{suffix}", models / f"tiled{suffix}")
+            shutil.copyfile(out / f"model{suffix}", models / f"model{suffix}")
         (REPO / "results").mkdir(exist_ok=True)
         shutil.copyfile(out / "metrics.json", REPO / "results" / "tiled_predictor.json")
-        print(f"shipped: {models}/tiled.keras, tiled.json, tiled.tflite; results/tiled_predictor.json")
+        print(f"shipped: {models}/model.keras, model.json, model.tflite; results/tiled_predictor.json")
     return 0
 
 

@@ -52,7 +52,7 @@ Both accept SSIM targets only (``--quality ssim:T``), and refuse others
 with an :class:`~svdk.OptionError` naming the policies that fit. In the
 tiled layout they predict luma's component count with a second, small model
 that reads the tile spectrum (``_tiled``: :class:`TiledPredictor`,
-:func:`tiled_features`, shipped as ``svdk/models/tiled.*``), and the check
+:func:`tiled_features`, shipped in ``svdk/models/tiled``), and the check
 lowers a met count at most once. :class:`svdk.Encoded` reports the
 prediction (``predicted_rank``), what the check did (``correction``) and the
 model (``model``).

@@ -17,8 +17,10 @@ which is why a model trained on BSDS500's 481x321 photos applies to Kodak's
 
 Model files
 -----------
-``tiled.keras`` + ``tiled.json`` + ``tiled.tflite`` in ``svdk/models``, as
-``python -m training.tiled --ship`` writes them (``SVDK_TILED_MODEL`` names
+``model.keras`` + ``model.json`` + ``model.tflite`` in ``svdk/models/tiled``
+(a folder of their own: ``svdk/models`` holds the global model alone, as
+:meth:`RankPredictor.from_pretrained` expects), as ``python -m
+training.tiled --ship`` writes them (``SVDK_TILED_MODEL`` names
 another ``.keras`` file). The JSON configuration (format
 ``svdk-tiled-predictor``, version 1) names the features in input order, their
 standardization, the target grid, the tile size and colour mode the labels
@@ -56,8 +58,8 @@ __all__ = [
 #: The ``format`` field of a tiled predictor's configuration, and the version read.
 TILED_FORMAT = "svdk-tiled-predictor"
 TILED_VERSION = 1
-#: The shipped model (``tiled.json`` and ``tiled.tflite`` beside it).
-TILED_MODEL = Path(__file__).resolve().parent.parent / "models" / "tiled.keras"
+#: The shipped model (``model.json`` and ``model.tflite`` beside it, in a folder of its own).
+TILED_MODEL = Path(__file__).resolve().parent.parent / "models" / "tiled" / "model.keras"
 
 # ----------------------------------------------------------------------------
 # the model
@@ -215,10 +217,11 @@ class TiledPredictor:
 
     def describe(self) -> str:
         """The model in one line (for ``Encoded.model``, logs and the app)."""
-        where = "shipped with svdk" if self.path.resolve() == TILED_MODEL.resolve() else f"from {self.path.parent}"
+        shipped = self.path.resolve() == TILED_MODEL.resolve()
+        where = "shipped with svdk, tiled/" if shipped else f"from {self.path.parent}, "
         run = (f"run with LiteRT, {lite_path(self.path).name} sha256 {self.config['litert_sha256'][:12]}"
                if self.runtime == "litert" else "run with Keras")
-        return f"tiled-layout predictor {where}, {self.path.name} (weights sha256 {self.sha256[:12]}; {run})"
+        return f"tiled-layout predictor {where}{self.path.name} (weights sha256 {self.sha256[:12]}; {run})"
 
     def log_per_tile(self, features: np.ndarray) -> np.ndarray:
         """The network's output for one feature vector: ``log(n / tiles)`` at each grid target."""
