@@ -110,7 +110,7 @@ class _LiteFunction:
         if expected is not None and got != expected:
             raise ModelError(
                 f"{path}: sha256 {got} does not match the litert_sha256 recorded in its configuration "
-                f"({expected}); export it again with 'python -m training.tiled --export-only'"
+                f"({expected}); export it again with 'python -m training.export MODEL'"
             )
         self._data = data  # the interpreter reads from this buffer: it must outlive it
         try:
@@ -211,7 +211,7 @@ class TiledPredictor:
         if use_lite:
             if not lite.is_file() or not config.get("litert_sha256"):
                 raise ModelError(f"{lite}: missing or not recorded in {cfg_path.name}; export it with "
-                                 "'python -m training.tiled --export-only', or use the Keras runtime")
+                                 "'python -m training.export MODEL', or use the Keras runtime")
             return cls(_LiteFunction(lite, config), config, path, "litert")
         return cls(_keras_function(path, config), config, path, "keras")
 
