@@ -83,7 +83,9 @@ TABLE_HEADERS = ["codec", "matched on", "quality", "bytes", "bpp", "PSNR (dB)", 
 NAMES = {"svdk": "svdk", "png": "PNG", "jpeg": "JPEG", "webp": "WebP", "avif": "AVIF"}
 EXT = {"jpeg": "jpg", "webp": "webp", "avif": "avif"}
 POLICY_NOTES = {"cnn": "rank predicted by the CNN, then checked", "quality": "rank from the exact SSIM search",
-                "fixed": "ranks given by hand"}
+                "fixed": "ranks given by hand",
+                ("cnn", "tiled"): "component count predicted from the tile spectrum, then checked",
+                ("quality", "tiled"): "component count from the exact SSIM search"}
 
 
 @dataclass
@@ -266,7 +268,10 @@ class App:
         ranks = ", ".join(f"{n}={k}" for n, k in zip(names, enc.components))
         if enc.layout == "tiled":
             ranks = f"{ranks} components over {enc.tile}x{enc.tile} tiles"
-        if report.predicted is not None:
+        if report.predicted is not None and enc.layout == "tiled":
+            predicted = (f"{report.predicted} luma components (from the tile spectrum, before checking; "
+                         f"then {enc.correction})")
+        elif report.predicted is not None:
             predicted = f"{report.predicted} (CNN, luma, before checking; then {enc.correction})"
         elif report.settings.auto:
             predicted = "- (exact search)" if report.policy == "quality" else "-"
@@ -292,7 +297,7 @@ class App:
                 "-" if r.bpp is None else round(r.bpp, 3),
                 _fmt_db(r.psnr),
                 _fmt_ssim(r.ssim),
-                r.note if r.codec != "svdk" else POLICY_NOTES.get(report.policy, report.policy),
+                r.note if r.codec != "svdk" else POLICY_NOTES.get((report.policy, enc.layout), POLICY_NOTES.get(report.policy, report.policy)),
             ])
 
         def caption(label, nbytes, psnr, ssim):

@@ -191,7 +191,7 @@ def _encode(pixels: svdk.Pixels, settings: Settings, model: Model | None):
         opts["ranks"] = settings.ranks[:1] if pixels.is_gray else settings.ranks
     else:
         opts["quality"] = ("ssim", settings.target)
-        if model is not None and model.predictor is not None and settings.layout == "global":
+        if model is not None and (model.tiled if settings.layout == "tiled" else model.predictor) is not None:
             opts["policy"] = "cnn"
     encoder = svdk.Encoder(pixels, mode=settings.mode, tiled=settings.layout == "tiled")
     with warnings.catch_warnings():
@@ -364,8 +364,10 @@ def run(
     t_end = time.perf_counter()
     notes = [*prepared.notes, *(n for n in enc.notes if n not in prepared.notes)]
     if settings.auto and settings.layout == "tiled":
-        notes.append("tiled layout: ranks differ per tile, so the smallest count of components reaching the "
-                     "target is found by exact search; the CNN predicts ranks of the global layout only")
+        how = ("predicted from the tile spectrum, then checked" if enc.policy == "cnn"
+               else "found by the exact search (no tiled-layout predictor loaded)")
+        notes.append("tiled layout: ranks differ per tile; the count of luma components kept over all tiles "
+                     f"is {how}")
     elif settings.auto and enc.policy == "quality" and settings.layout == "global":
         notes.append("no rank predictor loaded: the rank comes from the exact SSIM search")
     return Report(

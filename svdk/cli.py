@@ -46,7 +46,7 @@ def _codec_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--policy",
         metavar="NAME",
-        help="rank policy for the target above, e.g. cnn (CNN prediction, checked) or cnn-only",
+        help="rank policy for the target above, e.g. cnn (prediction, checked; with --tiled the component count) or cnn-only",
     )
     o = p.add_argument_group("coding")
     o.add_argument("--mode", choices=("ycbcr", "rgb"), default="ycbcr", help="colour planes (default ycbcr)")
@@ -272,10 +272,10 @@ def _cmd_compare(src: str, args, emit) -> None:
 _PREDICTOR_READY = False
 
 
-def _load_predictor_quietly() -> None:
+def _load_predictor_quietly(tiled: bool = False) -> None:
     """Load the rank predictor and run it once, before the first file, without the runtime's native noise.
 
-    Once per process (the command's, or each worker's).
+    Once per process (the command's, or each worker's); ``tiled``: the tiled layout's model.
     """
     global _PREDICTOR_READY
     if _PREDICTOR_READY:
@@ -283,11 +283,11 @@ def _load_predictor_quietly() -> None:
     _PREDICTOR_READY = True
 
     from ._errors import SvdkError
-    from .predictor import default_predictor
+    from .predictor import default_predictor, default_tiled_predictor
 
     with native_stderr_silenced():
         try:
-            default_predictor().warm_up()
+            (default_tiled_predictor() if tiled else default_predictor()).warm_up()
         except SvdkError:
             pass  # each file then reports the error on its own line
 
@@ -323,7 +323,7 @@ def _run_one(task) -> tuple[list[tuple[str, str]], bool]:
     from ._errors import SvdkWarning
 
     if getattr(args, "policy", None) in ("cnn", "cnn-only") and not os.environ.get("SVDK_DEBUG"):
-        _load_predictor_quietly()
+        _load_predictor_quietly(bool(getattr(args, "tiled", False) or getattr(args, "tile_size", None)))
     lines: list[tuple[str, str]] = []
 
     def show_warning(message, category, filename, lineno, file=None, line=None):
@@ -418,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = bool(os.environ.get("SVDK_DEBUG"))
     command = _COMMANDS[args.command]
     if getattr(args, "policy", None) in ("cnn", "cnn-only") and not debug:
-        _load_predictor_quietly()
+        _load_predictor_quietly(bool(getattr(args, "tiled", False) or getattr(args, "tile_size", None)))
     failed = 0
     bar = tqdm(args.inputs, disable=len(args.inputs) < 2 or None, file=sys.stderr, unit="file")
 

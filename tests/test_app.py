@@ -507,6 +507,25 @@ def test_the_cnn_runs_once_per_request(monkeypatch):
     assert report.to_dict()["svdk"]["predicted_rank"] == report.predicted
 
 
+def test_tiled_automatic_rank_shows_the_predicted_count_beside_the_final_one(tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    tiled = svdk.predictor.default_tiled_predictor()
+    app = App(model=Model(None, "tiled only (tests)", tiled), store=ShareStore(tmp_path / "shares"),
+              workdir=Workdir(tmp_path / "work"))
+    page = app.compress_page(save(tmp_path, "p.png", photo()), None, 0.9, "ycbcr", "tiled", True, 64, 16, 16)
+    enc = page.report.encoded
+    assert not page.error and (enc.policy, enc.layout) == ("cnn", "tiled")
+    rows = dict(page.summary)
+    assert rows["predicted rank"].startswith(f"{enc.predicted_rank} luma components (from the tile spectrum")
+    assert enc.correction in rows["predicted rank"]
+    assert rows["final rank"].startswith(f"Y={enc.components[0]}, ")
+    assert "predicted from the tile spectrum, then checked" in page.status
+    assert page.report.to_dict()["svdk"]["predicted_rank"] == enc.predicted_rank
+    # the global layout without its model still runs the exact search
+    page = app.compress_page(save(tmp_path, "p.png", photo()), None, 0.9, "ycbcr", "global", True, 64, 16, 16)
+    assert page.report.policy == "quality"
+
+
 def test_a_long_thin_image_that_downscaling_would_make_too_small_is_refused():
     wide = np.full((10, 120_000, 3), 128, np.uint8)  # 1.2 MP: brought to 1 MP it would be 9 pixels high
     with pytest.raises(AppError, match="under 8 pixels on a side"):

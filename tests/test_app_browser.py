@@ -269,6 +269,9 @@ def test_layout_switch_recompares_and_rank_fields_follow_automatic_rank(served, 
                            timeout=TIMEOUT_MS)
     page.wait_for_function(
         "() => document.querySelector('#explorer-caption').innerText.includes('luma components')", timeout=TIMEOUT_MS)
+    # the tiled layout's predicted count, beside the final one
+    summary = page.locator("#summary").inner_text()
+    assert re.search(r"\d+ luma components \(from the tile spectrum, before checking; then (met|lowered|raised)", summary)
     page.get_by_label("Automatic rank").uncheck()
     page.wait_for_function("() => !document.querySelector('#rank-y input').disabled", timeout=TIMEOUT_MS)
     assert not any(page.locator(f).is_disabled() for f in fields)

@@ -170,8 +170,11 @@ class LabelStore:
 
     ``processes`` workers (None: the usable cores) on ``engine`` "local" or
     "ray" (``address``: see :func:`svdk.engine.map_images`) compute what is
-    missing.
+    missing. ``work`` is the function a worker runs on a task (a subclass
+    may label something else: :class:`training.tiled.TiledLabelStore`).
     """
+
+    work = staticmethod(_work)
 
     def __init__(self, cache_dir: str | os.PathLike | None = None, targets=TARGETS, processes: int | None = 2,
                  *, engine: str = "local", address: str | None = None):
@@ -222,7 +225,7 @@ class LabelStore:
 
         try:
             with tqdm(total=len(tasks), desc=desc, unit="img", leave=False) as bar:
-                for index, value in map_images(_work, tasks, engine=self.engine, jobs=self.processes,
+                for index, value in map_images(self.work, tasks, engine=self.engine, jobs=self.processes,
                                                address=self.address, on_result=keep):
                     if isinstance(value, Failure):
                         failures.append(value.message)

@@ -3,8 +3,9 @@
 The package is split by job: ``_features`` (what the network sees),
 ``_files`` (model files, their configuration and checks), ``_litert`` (the
 network without TensorFlow), ``_model`` (:class:`RankPredictor`: loading
-and predicting), ``_hub`` (the Hugging Face Hub) and ``_policies`` (the
-``cnn`` policies and the model they use).
+and predicting), ``_hub`` (the Hugging Face Hub), ``_tiled`` (the tiled
+layout's predictor) and ``_policies`` (the ``cnn`` policies and the models
+they use).
 Everything public is here.
 
 Nothing heavy is imported until a model is loaded, so ``import svdk`` stays
@@ -47,11 +48,14 @@ Policies
     uses the prediction alone, with no evaluation: fastest, but the target is
     not guaranteed.
 
-Both accept SSIM targets only (``--quality ssim:T``) and the global layout;
-either way they refuse with an :class:`~svdk.OptionError` naming the
-policies that fit. :class:`svdk.Encoded` reports the prediction
-(``predicted_rank``), what the check did (``correction``) and the model
-(``model``).
+Both accept SSIM targets only (``--quality ssim:T``), and refuse others
+with an :class:`~svdk.OptionError` naming the policies that fit. In the
+tiled layout they predict luma's component count with a second, small model
+that reads the tile spectrum (``_tiled``: :class:`TiledPredictor`,
+:func:`tiled_features`, shipped in ``svdk/models/tiled``), and the check
+lowers a met count at most once. :class:`svdk.Encoded` reports the
+prediction (``predicted_rank``), what the check did (``correction``) and the
+model (``model``).
 
 Model files
 -----------
@@ -107,6 +111,15 @@ from ._files import (
 )
 from ._model import RUNTIMES, RankPredictor, export_litert
 from ._policies import default_predictor  # registers the cnn and cnn-only policies
+from ._tiled import (
+    TILED_FEATURES,
+    TILED_FORMAT,
+    TILED_MODEL,
+    TiledPredictor,
+    default_tiled_predictor,
+    export_tiled_litert,
+    tiled_features,
+)
 
 __all__ = [
     "RankPredictor",
@@ -130,4 +143,11 @@ __all__ = [
     "luma",
     "model_input",
     "hand_features",
+    "TiledPredictor",
+    "TILED_FEATURES",
+    "TILED_FORMAT",
+    "TILED_MODEL",
+    "tiled_features",
+    "default_tiled_predictor",
+    "export_tiled_litert",
 ]

@@ -12,6 +12,7 @@ from .._errors import OptionError
 from ._files import ModelError
 from ._hub import pull
 from ._model import RankPredictor, rank_at
+from ._tiled import default_tiled_predictor
 
 __all__ = ["default_predictor"]
 
@@ -81,25 +82,33 @@ def _choose_default() -> RankPredictor:
 
 
 def _predicted(encoder):
-    predictor = default_predictor()
+    """``(predictor, targets, log k, seconds)``; in the tiled layout ``k`` is luma's component count,
+    predicted from the tile spectrum by the tiled-layout model (:mod:`svdk.predictor._tiled`)."""
+    predictor = default_tiled_predictor() if encoder.tile else default_predictor()
     t0 = time.perf_counter()
-    targets, logk = predictor.curve(encoder.pixels.color)
+    targets, logk = predictor.curve(encoder if encoder.tile else encoder.pixels.color)
     seconds = time.perf_counter() - t0
     return predictor, targets, logk, seconds
 
 
-_PREDICTING = dict(target="quality", layouts=("global",), metrics=("ssim",))
+def _what(encoder) -> str:
+    if encoder.tile:
+        return "luma component count predicted from the tile spectrum"
+    return "ranks predicted by the CNN"
+
+
+_PREDICTING = dict(target="quality", layouts=("global", "tiled"), metrics=("ssim",))
 
 
 @policies.register("cnn-only", **_PREDICTING)
 def cnn_only(encoder, target) -> policies.RankChoice:
     value = float(target[1])  # an SSIM target: select() refuses others
     predictor, targets, logk, seconds = _predicted(encoder)
-    k = rank_at(targets, logk, value, encoder.planes[0].max_rank)
+    k = rank_at(targets, logk + _margin(predictor), value, encoder.planes[0].max_rank)
     ranks = encoder.ranks_for(k)
     return policies.RankChoice(
         ranks,
-        f"ranks predicted by the CNN for ssim >= {value:g} ({seconds * 1e3:.1f} ms), not checked: "
+        f"{_what(encoder)} for ssim >= {value:g} ({seconds * 1e3:.1f} ms), not checked: "
         f"{policies.describe_ranks(encoder, ranks)}",
         predicted_rank=k,
         correction="unchecked",
@@ -107,10 +116,24 @@ def cnn_only(encoder, target) -> policies.RankChoice:
     )
 
 
-def _correct(encoder, i: int, value: float, k0: int, targets, logk) -> tuple[int, float, str, str]:
+def _margin(predictor) -> float:
+    """What the first check adds to the predicted ``log k`` (the tiled predictor's ``check_margin``; else 0)."""
+    return float(getattr(predictor, "check_margin", 0.0))
+
+
+#: ``(tries, least gain)``: in the tiled layout a met prediction is lowered at most once, and only to
+#: a count at least 3 % smaller (the first check's margin is small; one evaluation is about 7 % of a
+#: tiled encode's time on a Kodak photo).
+TILED_LOWERING = (1, 0.03)
+
+
+def _correct(encoder, i: int, value: float, k0: int, targets, logk, *, lower_tries: int = 2,
+             min_gain: float = 0.0) -> tuple[int, float, str, str]:
     """Check ``k0`` on plane ``i``; at most two more evaluations, then the exact search.
 
-    Returns the rank, its score, what was done in words and as one of the
+    A met ``k0`` is lowered with at most ``lower_tries`` evaluations, each for
+    a rank at least ``min_gain`` (a fraction) below the best so far. Returns
+    the rank, its score, what was done in words and as one of the
     :attr:`svdk.Encoded.correction` keywords.
     """
     plane = encoder.planes[i]
@@ -129,10 +152,10 @@ def _correct(encoder, i: int, value: float, k0: int, targets, logk) -> tuple[int
     k = min(max(k0, 1), top)
     s = score(k)
     if s >= value:
-        # Met: spend up to two evaluations looking for a smaller rank that
+        # Met: spend up to ``lower_tries`` evaluations looking for a smaller rank that
         # still meets it. ``fail`` is the largest rank measured to miss.
         best, fail = k, 0
-        for _ in range(2):
+        for _ in range(lower_tries):
             if best - fail <= 1:
                 break
             if fail == 0:
@@ -141,6 +164,8 @@ def _correct(encoder, i: int, value: float, k0: int, targets, logk) -> tuple[int
             else:
                 cand = (fail + best) // 2
             cand = min(best - 1, max(fail + 1, cand))
+            if cand > best * (1.0 - min_gain):
+                break  # too small a gain for an evaluation
             if score(cand) >= value:
                 best = cand
             else:
@@ -158,7 +183,7 @@ def _correct(encoder, i: int, value: float, k0: int, targets, logk) -> tuple[int
         lo = cand
         if cand == top:
             break
-    k, v = policies.search_rank(score, value, top, start=min(top, lo))
+    k, v = policies.search_rank(score, value, top, start=min(top, lo), candidates=plane.candidates())
     return k, v, "predicted rank missed twice; exact search", "exact search"
 
 
@@ -175,9 +200,12 @@ def cnn(encoder, target) -> policies.RankChoice:
     paths = []
     corrections = []
     for i in policies.searched_planes(encoder):
-        k0 = rank_at(targets, logk, value, encoder.planes[i].max_rank)
+        curve = logk + _margin(predictor)  # the curve the first check sits on, which guides the corrections
+        k0 = rank_at(targets, curve, value, encoder.planes[i].max_rank)
+        lowering = TILED_LOWERING if encoder.tile else (2, 0.0)
         try:
-            k, v, how, correction = _correct(encoder, i, value, k0, targets, logk)
+            k, v, how, correction = _correct(encoder, i, value, k0, targets, curve, lower_tries=lowering[0],
+                                             min_gain=lowering[1])
         except OptionError as exc:
             raise OptionError(f"ssim >= {value:g} on plane {encoder.plane_names[i]}: {exc}") from None
         found[i] = (k, v)
@@ -185,14 +213,15 @@ def cnn(encoder, target) -> policies.RankChoice:
         corrections.append(correction)
         if i == 0:
             predicted = k0
-    if encoder.mode == "rgb":
+    if encoder.mode == "rgb" and not encoder.tile:
         ranks = tuple(found[i][0] for i in range(3))
     else:
         ranks = encoder.ranks_for(found[0][0])
     got = ", ".join(f"{encoder.plane_names[i]} {v:.4f}" for i, (_, v) in found.items())
+    what = "Luma component count predicted from the tile spectrum" if encoder.tile else "CNN-predicted ranks"
     return policies.RankChoice(
         ranks,
-        f"CNN-predicted ranks checked for ssim >= {value:g} ({got}; {'; '.join(paths)}): "
+        f"{what} checked for ssim >= {value:g} ({got}; {'; '.join(paths)}): "
         f"{policies.describe_ranks(encoder, ranks)}; {encoder.evaluations - start} evaluations, "
         f"prediction {seconds * 1e3:.1f} ms",
         predicted_rank=predicted,
