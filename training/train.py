@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds on train+val (0: none)")
     p.add_argument("--max-folds", type=int, help="run only the first N of the --folds folds (quick comparisons)")
     p.add_argument("--threads", type=int, default=1, help="TensorFlow threads (intra-op)")
+    p.add_argument("--cv-only", action="store_true",
+                   help="stop after cross-validation: metrics.json with the CV figures, no final fit, no model")
     p.add_argument("--epochs", type=int, default=150, help="most epochs per fit")
     p.add_argument("--final-epochs", type=int, help="epochs of the final fit (default: median best CV epoch)")
     p.add_argument("--patience", type=int, default=15, help="early-stopping patience (epochs)")
@@ -228,6 +230,8 @@ def latency_ms(predictor, image, n: int = 200) -> dict:
     ``predict_ms_median``: ``predictor.predict(image, 0.9)`` on a decoded
     native-size image: resize, luma, patches, features and network.
     ``network_ms_median``: the network on inputs already made.
+    ``jpeg_encode_ms_median``: Pillow's JPEG encode (quality 75) of the same
+    image, timed in the same run, and ``predict_vs_jpeg_encode`` the ratio.
     """
     for _ in range(10):
         predictor.predict(image, 0.9)
@@ -240,10 +244,20 @@ def latency_ms(predictor, image, n: int = 200) -> dict:
             times.append(time.perf_counter() - t0)
         return 1e3 * float(np.median(times))
 
+    import io
+
+    from PIL import Image
+
     inputs = predictor.inputs(image)
+    pil = Image.fromarray(image)
+    predict = median_ms(lambda: predictor.predict(image, 0.9))
+    jpeg = median_ms(lambda: pil.save(io.BytesIO(), "JPEG", quality=75))
     return {
-        "predict_ms_median": median_ms(lambda: predictor.predict(image, 0.9)),
+        "predict_ms_median": predict,
         "network_ms_median": median_ms(lambda: predictor.run(inputs)),
+        # a reference timed in the same run: on a loaded or slower machine both grow, their ratio much less
+        "jpeg_encode_ms_median": jpeg,
+        "predict_vs_jpeg_encode": predict / jpeg,
         "calls": n,
         "image": f"{image.shape[1]}x{image.shape[0]}",
         "runtime": predictor.runtime,
@@ -314,6 +328,27 @@ def main(argv: list[str] | None = None) -> int:
         ho = tv.subset(is_held & tv.original)
         fold_maes.append(mae_per_target(to_ranks(predict(ho), kind), ho.k))
         best_epochs.append(best)
+    if args.cv_only:
+        bar.close()
+        if not fold_maes:
+            print("error: --cv-only needs --folds 2 or more", file=sys.stderr)
+            return 2
+        cv_metrics = {
+            "name": name,
+            "arch": args.arch,
+            "features": bool(args.features),
+            "patches": layout.to_json() if layout else None,
+            "command": "python -m training.train " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "cv": cv_summary(fold_maes, TARGETS),
+            "cv_folds_run": f"{len(fold_list)} of {args.folds}",
+            "cv_best_epochs": best_epochs,
+            "seconds": time.time() - t_start,
+            "settings": vars(args),
+            "label_code_hash": code_hash(TARGETS),
+        }
+        (out / "metrics.json").write_text(json.dumps(cv_metrics, indent=2) + "\n")
+        print(f"{name}: CV MAE in k at 0.90 = {cv_metrics['cv']['0.90']['mae_k_mean']:.2f}; wrote {out}/metrics.json")
+        return 0
     final_epochs = args.final_epochs or (int(np.median(best_epochs)) if best_epochs else args.epochs)
     bar.bar.total = len(fold_list) * args.epochs + final_epochs
     bar.bar.refresh()
