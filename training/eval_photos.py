@@ -2,10 +2,11 @@
 
 For the 24 Kodak photos and the photos that ship with scikit-image
 (:data:`svdk.EXAMPLES` less the microscope slide: ``astronaut``, ``coffee``,
-``chelsea``, ``camera``, ``rocket``), each resized to 256x256 as in
-training, the exact label at each target (the codec's ``quality`` policy,
+``chelsea``, ``camera``, ``rocket``), the exact label, on each photo resized to 256x256 as in
+training, at each target (the codec's ``quality`` policy,
 cached like the training labels) is compared with the prediction of every
-run (``RUN``: a run folder or a ``.keras`` file) and with the constant
+run (``RUN``: a run folder or a ``.keras`` file; it reads the photo as
+given, its 256x256 version or patches of its layout) and with the constant
 baseline fitted on BSDS500 train+val (its median rank at each target, read
 from ``results/predictor.json``). Writes ``results/predictor_photos.json``:
 per source and model, the MAE in k at each target and its ratio to the
@@ -49,9 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     if not kodak:
         print(f"error: no kodim*.png in {args.kodak}", file=sys.stderr)
         return 1
-    sources = {
-        "kodak": [(f.name, resize_work(f)) for f in kodak],
-        "scikit-image": [(name, resize_work(f"example:{name}")) for name in PHOTOS],
+    sources = {  # (name, the photo as given): labels on its 256x256 version, predictions from the photo
+        "kodak": [(f.name, svdk.load_image(f).color) for f in kodak],
+        "scikit-image": [(name, svdk.load_image(f"example:{name}").color) for name in PHOTOS],
     }
     report = json.loads(Path(args.report).read_text())
     constant = np.rint(report["models"]["constant"]["fitted"]["k"])
@@ -59,11 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     models = {}
     for run in args.runs:
         path = Path(run) / "model.keras" if Path(run).is_dir() else Path(run)
-        models[Path(run).name if Path(run).is_dir() else path.stem] = RankPredictor.load(path)
+        name = Path(run).name if Path(run).is_dir() else path.stem
+        models[name if name not in models else str(run)] = RankPredictor.load(path)
 
     out = {}
     for source, images in sources.items():
-        labels = np.array([r["k"] for r in store.labels([im for _, im in images], f"{source} labels")])
+        labels = np.array([r["k"] for r in store.labels([resize_work(im) for _, im in images], f"{source} labels")])
         rows = {"constant": np.tile(constant, (len(images), 1))}
         for name, model in models.items():
             rows[name] = np.array([np.clip(np.rint(np.exp(model.log_ranks(im))), 1, 256) for _, im in images])
@@ -83,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         "name": "rank predictors on photos outside BSDS500",
         "command": "python -m training.eval_photos " + " ".join(argv if argv is not None else sys.argv[1:]),
         "how": (
-            "Each photo resized to 256x256 (bicubic), as in training; label: the codec's exact quality policy "
+            "Labels on each photo resized to 256x256 (bicubic), as in training; each model reads the photo as "
+            "given (the resize, or the patches of its layout); label: the codec's exact quality policy "
             "(ycbcr 4:2:0, SSIM on luma); MAE in k per target; vs_constant: that MAE over the MAE of the "
             "training median rank (BSDS500 train+val)."
         ),

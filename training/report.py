@@ -218,7 +218,10 @@ def table(report: dict) -> str:
     for name, row in report["models"].items():
         for t, m in row["test"].items():
             cv = (row.get("cv") or {}).get(t)
-            cvs = f"{cv['mae_k_mean']:.1f} ± {cv['mae_k_std']:.1f}" if cv else "-"
+            if cv and len(cv.get("folds", [])) == 1:
+                cvs = f"{cv['mae_k_mean']:.1f} (fold 1 of 5)"
+            else:
+                cvs = f"{cv['mae_k_mean']:.1f} ± {cv['mae_k_std']:.1f}" if cv else "-"
             lines.append(
                 f"| {name} | {t} | {m['mae_k']:.1f} | {m['mae_bytes_pct']:.1f} | {m['reach']:.2f} | "
                 f"{m['reach_minus_0.01']:.2f} | {cvs} |"

@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--patches", type=int, default=16, help="patches per image (a square number; patch network)")
     p.add_argument("--resolution", choices=("work", "native"), default="work",
                    help="patches of the 256x256 version (work) or of the native image (patch network)")
+    p.add_argument("--area", type=int,
+                   help="with --resolution native: resize every image to about this many pixels first "
+                        "(154401: BSDS500's 481x321, which leaves its images as they are)")
     p.add_argument("--shift", action="store_true",
                    help="also shift the 256x256 image circularly by a random offset before cutting its 16 "
                         "patches, per batch (patch network, --resolution work, 16 patches)")
@@ -186,7 +189,9 @@ def _layout(args):
     """The :class:`svdk.predictor.PatchLayout` of a patch run; None for the whole-image models."""
     from svdk.predictor import PatchLayout
 
-    return PatchLayout(count=args.patches, resolution=args.resolution) if args.arch == "patch" else None
+    if args.arch != "patch":
+        return None
+    return PatchLayout(count=args.patches, resolution=args.resolution, area=args.area)
 
 
 def _patch_options(args) -> dict:

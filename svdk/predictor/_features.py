@@ -51,13 +51,18 @@ class PatchLayout:
     (``sampling="grid"``) whose first and last rows and columns touch the
     image's edges. ``resolution`` says of which version of the image:
     ``"work"``, the 256x256 bicubic resize the labels are computed on (16
-    patches tile it exactly), or ``"native"``, the image as given.
+    patches tile it exactly), or ``"native"``, the image as given, or, when
+    ``area`` is set, resized (bicubic, aspect kept) to about ``area`` pixels
+    first, so that a patch covers as much of a large photo as it did of the
+    training images (BSDS500's are all 481x321: ``area=154401`` leaves them
+    as they are).
     """
 
     size: int = 64
     count: int = 16
     sampling: str = "grid"
     resolution: str = "work"
+    area: int | None = None
 
     SAMPLINGS = ("grid",)
     RESOLUTIONS = ("work", "native")
@@ -74,6 +79,13 @@ class PatchLayout:
             raise ValueError(
                 f"patch resolution must be one of {', '.join(self.RESOLUTIONS)}; got {self.resolution!r}"
             )
+        if self.area is not None and (
+            self.resolution != "native" or not isinstance(self.area, int) or self.area < self.size * self.size
+        ):
+            raise ValueError(
+                f"patch area must be a pixel count of at least {self.size * self.size}, with resolution "
+                f"'native'; got {self.area!r} with {self.resolution!r}"
+            )
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -88,7 +100,7 @@ class PatchLayout:
         """The layout a ``model.json`` records; ``ValueError`` saying what is wrong otherwise."""
         if not isinstance(data, dict):
             raise ValueError(f"expected an object with size, count, sampling and resolution; got {data!r}")
-        unknown = sorted(set(data) - {"size", "count", "sampling", "resolution"})
+        unknown = sorted(set(data) - {"size", "count", "sampling", "resolution", "area"})
         if unknown:
             raise ValueError(f"unknown patch layout fields {unknown}")
         missing = sorted({"size", "count", "sampling", "resolution"} - set(data))
@@ -148,6 +160,16 @@ def _at_least(color: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(color).resize(new, Image.BICUBIC))
 
 
+def _to_area(color: np.ndarray, area: int) -> np.ndarray:
+    """``color`` resized (bicubic, aspect kept) to about ``area`` pixels; unchanged when it has that size."""
+    h, w = color.shape[:2]
+    scale = (area / (h * w)) ** 0.5
+    new = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if new == (w, h):
+        return color
+    return np.asarray(Image.fromarray(color).resize(new, Image.BICUBIC))
+
+
 def patches(
     image: ImageLike, layout: PatchLayout, *, work: np.ndarray | None = None, y: np.ndarray | None = None
 ) -> np.ndarray:
@@ -166,13 +188,18 @@ def patches(
     >>> patches(np.zeros((1, 1, 3), np.uint8), PatchLayout()).shape
     (16, 64, 64, 1)
     """
+    side, s = int(round(layout.count ** 0.5)), layout.size
     if layout.resolution == "work":
         if y is None:
             y = luma(resize_work(image) if work is None else work)
-    else:
-        y = luma(_at_least(load_image(image).color, layout.size))
-    side, s = int(round(layout.count ** 0.5)), layout.size
-    out = np.stack([y[r : r + s, c : c + s] for r, c in patch_positions(*y.shape, side, s)])
+        out = np.stack([y[r : r + s, c : c + s] for r, c in patch_positions(*y.shape, side, s)])
+    else:  # the luma of the patches alone: a large photo is not converted whole
+        color = load_image(image).color
+        if layout.area is not None:
+            color = _to_area(color, layout.area)
+        color = _at_least(color, s)
+        crops = np.stack([color[r : r + s, c : c + s] for r, c in patch_positions(*color.shape[:2], side, s)])
+        out = crops.astype(np.float32) if crops.ndim == 3 else luma(crops)
     return np.clip(out / 255.0, 0.0, 1.0).astype(np.float32)[..., None]
 
 

@@ -32,8 +32,8 @@ MODEL_FORMAT = "svdk-rank-predictor"
 #: luma averaged over 4x4 blocks to one 64x64 input), the kind svdk shipped before.
 MODEL_VERSION = 2
 READ_VERSIONS = (1, 2)
-#: The shipped model (with ``compact.json`` beside it).
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "compact.keras"
+#: The shipped model (with ``patch.json`` and ``patch.tflite`` beside it).
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "patch.keras"
 #: A model's files in a folder or a Hub repo (``training.train`` writes them, ``hub.publish`` uploads them).
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "model.json"

@@ -316,6 +316,8 @@ class RankPredictor:
         256x256 version averaged to 64x64.
         """
         color = load_image(image).color
+        if self.layout is not None and self.layout.resolution == "native" and not self.features:
+            return [patches(color, self.layout)[None]]  # the 256x256 version is not needed
         work = resize_work(color)
         y = luma(work)
         x = patches(color, self.layout, work=work, y=y) if self.layout else model_input(work, y=y)
