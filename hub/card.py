@@ -195,7 +195,12 @@ def _input(config: dict) -> tuple[str, str]:
             "64x64 luma in [0, 1], from the 256x256 bicubic resize averaged over 4x4 blocks",
         )
     side = round(layout["count"] ** 0.5)
-    of = "the 256x256 bicubic resize" if layout["resolution"] == "work" else "the image at its native size"
+    if layout["resolution"] == "work":
+        of = "the 256x256 bicubic resize"
+    elif layout.get("area"):
+        of = f"the image resized to about {layout['area']:,} pixels, the training images' size"
+    else:
+        of = "the image at its native size"
     pool = config.get("pool", "?")
     trunk = config.get("trunk", "?")
     return (

@@ -18,15 +18,19 @@ one runs.
 
 How a prediction is made
 ------------------------
-1. The image is resized to 256x256 (Pillow, bicubic) and converted to JPEG's
-   BT.601 luma (the codec's own conversion). Alpha is dropped.
+1. The luma is JPEG's BT.601 (the codec's own conversion); alpha is dropped.
+   Labels, and the hand-crafted features, belong to the image resized to
+   256x256 (Pillow, bicubic).
 2. A patch model (the shipped one; configuration version 2) reads ``count``
    grayscale 64x64 patches of that luma in [0, 1], on a regular grid edge to
    edge (:class:`PatchLayout`, recorded in its ``model.json`` as
    ``patches``: 16 patches tile the 256x256 version exactly; a layout at
-   ``resolution="native"`` cuts them from the image as given, enlarged first
-   when a side is under 64 pixels). One shared convolutional trunk runs over
-   every patch and the results are pooled across patches. A whole-image model
+   ``resolution="native"`` cuts them from the image as given, resized first
+   to about ``area`` pixels when the layout sets it, as the shipped model's
+   does: BSDS500's 481x321, so that a patch of a larger photo covers what
+   it covered in training; enlarged when a side is under 64 pixels). One
+   shared convolutional trunk runs over every patch and the results are
+   pooled across patches. A whole-image model
    (version 1, the kind svdk shipped before) reads the 256x256 luma averaged
    over 4x4 blocks instead. Either may also read eight hand-crafted features
    of the 256x256 luma (:data:`FEATURE_NAMES`).
