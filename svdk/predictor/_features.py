@@ -93,7 +93,11 @@ class PatchLayout:
         return (self.count, self.size, self.size, 1)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        """The layout as ``model.json`` records it (``area`` only when set)."""
+        data = asdict(self)
+        if data["area"] is None:
+            del data["area"]
+        return data
 
     @classmethod
     def from_json(cls, data) -> "PatchLayout":
