@@ -206,6 +206,11 @@ def predictor() -> str:
     lines = [table(d), ""]
     shipped = [n for n, r in d["models"].items() if r.get("shipped")]
     lines.append(f"Shipped in `svdk/models`: {', '.join(shipped) or 'none of these runs'}.")
+    if d.get("default_choice"):
+        lines.append(f"The report's choice: {d['default_choice']['why']}.")
+    if d.get("machine"):
+        m = d["machine"]
+        lines.append(f"Latency measured on {m['cpu']}, {m['cpu_count']} cores shared with other jobs.")
     for name, c in checks.items():
         r, e, lat = c["vs_constant_at_0.90"], c["beats_energy_at_0.90"], c["latency_ms"]
         lines.append(
@@ -213,6 +218,8 @@ def predictor() -> str:
             f"{'met' if r['met'] else 'missed'}); {'beats' if e['met'] else 'does not beat'} the energy rule "
             f"({e['model']:.1f} against {e['energy']:.1f}); one prediction {lat['value']:.1f} ms "
             f"(target {lat['target']}: {'met' if lat['met'] else 'missed'})"
+            + (f", {ratio:.1f} x Pillow's JPEG encode of the same image timed alongside"
+               if (ratio := (d["models"][name].get("latency") or {}).get("predict_vs_jpeg_encode")) else "")
         )
     return "\n".join(lines)
 

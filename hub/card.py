@@ -100,6 +100,9 @@ def _baselines(report: dict | None, metrics: dict) -> str:
         raise CardError("the baseline report lists no baselines (models of kind 'baseline')")
     text = "\n".join(rows) + "\n\n" + "; ".join(described) + ". Fitted on the same train+val images and "
     text += "evaluated on the same test split, by `python -m training.report` (`results/predictor.json`)."
+    choice = report.get("default_choice")
+    if choice:
+        text += f"\n\nThe model svdk ships by default, and why (from the same report): {choice['why']}."
     limit = (metrics.get("settings") or {}).get("limit")
     if limit:
         text += (
@@ -182,6 +185,33 @@ def _rd_figures(rd: dict) -> dict[str, str]:
     }
 
 
+def _input(config: dict) -> tuple[str, str]:
+    """(what the network reads, in a sentence; the input shape described) from the model's configuration."""
+    features = " and eight hand-crafted scikit-image features of the 256x256 luma" if config.get("features") else ""
+    layout = config.get("patches")
+    if not layout:
+        return (
+            f"It reads the image as one 64x64 grayscale input{features}.",
+            "64x64 luma in [0, 1], from the 256x256 bicubic resize averaged over 4x4 blocks",
+        )
+    side = round(layout["count"] ** 0.5)
+    if layout["resolution"] == "work":
+        of = "the 256x256 bicubic resize"
+    elif layout.get("area"):
+        of = f"the image resized to about {layout['area']:,} pixels, the training images' size"
+    else:
+        of = "the image at its native size"
+    pool = config.get("pool", "?")
+    trunk = config.get("trunk", "?")
+    return (
+        f"It reads {layout['count']} grayscale {layout['size']}x{layout['size']} patches of the luma ({side}x{side} "
+        f"grid, edge to edge, of {of}){features}, runs one shared convolutional trunk (`{trunk}`) over each patch "
+        f"and pools across patches (`{pool}`).",
+        f"{layout['count']} patches of {layout['size']}x{layout['size']} luma in [0, 1]; `patches` records the layout "
+        f"({side}x{side} {layout['sampling']} of {of}), and svdk refuses a model whose layout it cannot cut",
+    )
+
+
 def render_card(repo_id: str, config: dict, metrics: dict, rd: dict, report: dict | None = None) -> str:
     """The model card (Markdown with YAML metadata) for ``repo_id``."""
     images = metrics.get("images") or {}
@@ -200,6 +230,8 @@ def render_card(repo_id: str, config: dict, metrics: dict, rd: dict, report: dic
         "format": config["format"],
         "version": config["version"],
         "input_shape": "x".join(str(v) for v in config["input_shape"]),
+        "reads_line": _input(config)[0],
+        "input_desc": _input(config)[1],
         "output": config.get("output", "log_k"),
         "svdk_version": config.get("svdk_version", "?"),
         "keras_version": config.get("keras_version", "?"),
@@ -222,10 +254,14 @@ def render_card(repo_id: str, config: dict, metrics: dict, rd: dict, report: dic
         "cv_table": cv_table,
         "baselines": _baselines(report, metrics),
         "latency_line": (
-            f"One prediction (batch 1, CPU, after warm-up, median of {latency.get('calls', '?')} calls) took "
-            f"{_num(latency.get('predict_ms_median'), '.2f')} ms with its preprocessing and "
+            f"One prediction (batch 1, CPU, after warm-up, median of {latency.get('calls', '?')} calls"
+            + (f", a {latency['image']} image" if latency.get("image") else "")
+            + (f", run with {'LiteRT' if latency['runtime'] == 'litert' else 'Keras'}" if latency.get("runtime") else "")
+            + f") took {_num(latency.get('predict_ms_median'), '.2f')} ms with its preprocessing (resize, "
+            f"{'patches' if config.get('patches') else 'input'}, features) and "
             f"{_num(latency.get('network_ms_median'), '.2f')} ms for the network alone, on the training machine "
-            f"({machine.get('cpu_count', '?')} CPUs, TensorFlow on one thread)."
+            f"({machine.get('cpu') + ', ' if machine.get('cpu') else ''}{machine.get('cpu_count', '?')} CPUs, "
+            "shared with other jobs; one thread). An absolute time holds for one machine only."
             if latency
             else "Not measured in this run (`--no-latency`)."
         ),

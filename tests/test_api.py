@@ -156,7 +156,7 @@ def test_the_shipped_model_is_named_from_any_folder(tmp_path, monkeypatch):
     # a local folder that exists wins over a Hub repo id of the same spelling
     local = tmp_path / "svdk" / "models"
     local.mkdir(parents=True)
-    for name in ("compact.keras", "compact.json"):
+    for name in (svdk.predictor.DEFAULT_MODEL.name, svdk.predictor.DEFAULT_MODEL.with_suffix(".json").name):
         (local / name).write_bytes((svdk.predictor.DEFAULT_MODEL.parent / name).read_bytes())
     assert RankPredictor.from_pretrained("svdk/models").source["source"] == "file"
 

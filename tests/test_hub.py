@@ -228,6 +228,7 @@ def test_pull_at_the_printed_revision_predicts_like_the_local_model(hub, publish
     assert str(tmp_path) in pulled.source["path"]
     assert ("HEAD", f"/me/rank/resolve/{published['commit']}/model.keras") in hub.requests
     assert "me/rank at " + published["commit"] in pulled.describe() and "Hugging Face Hub" in pulled.describe()
+    assert pulled.layout is not None and pulled.layout == local.layout  # the patch layout travels in model.json
     _same_predictions(local, pulled)
 
 
@@ -237,6 +238,7 @@ def test_uploaded_configuration_records_the_weights_checksum(hub, published, run
     assert config["weights_sha256"] == sha256_file(run_dir / "model.keras")
     assert files["model.keras"].data == (run_dir / "model.keras").read_bytes()
     assert config["targets"] == json.loads((run_dir / "model.json").read_text())["targets"]
+    assert config["patches"] == json.loads((run_dir / "model.json").read_text())["patches"]
 
 
 def test_model_card_is_filled_from_the_run(hub, published, run_dir):
@@ -249,6 +251,9 @@ def test_model_card_is_filled_from_the_run(hub, published, run_dir):
     assert f"| 0.90 | {cv['mae_k_mean']:.1f} ± {cv['mae_k_std']:.1f} |" in card
     assert f"| 0.90 | {metrics['test']['0.90']['mae_k']:.1f} |" in card
     assert "BSDS500" in card and "300 train+val images (600 with" in card
+    layout = json.loads((run_dir / "model.json").read_text())["patches"]
+    assert f"It reads {layout['count']} grayscale 64x64 patches of the luma" in card
+    assert "`patches` records the layout" in card
     for name in ("constant", "energy", "features"):
         assert f"| {name} | " in card
     rd = json.loads(RD.read_text())
@@ -463,6 +468,19 @@ def test_private_repo_needs_the_token(hub, run_dir, tmp_path):
         RankPredictor.from_pretrained("me/private", cache_dir=tmp_path, endpoint=hub.endpoint)
     pulled = RankPredictor.from_pretrained("me/private", cache_dir=tmp_path, endpoint=hub.endpoint, token=TOKEN)
     assert pulled.source["source"] == "hub" and pulled.source["repo"] == "me/private"
+
+
+def test_a_whole_image_model_of_the_old_kind_still_loads_from_the_hub(hub, tmp_path):
+    """A repo published before the patch network (configuration version 1, one 64x64 input) still loads."""
+    inp = keras.Input((64, 64, 1))
+    out = keras.layers.Dense(5, bias_initializer="ones")(keras.layers.GlobalAveragePooling2D()(inp))
+    path = tmp_path / "old.keras"
+    keras.Model(inp, out).save(path)
+    config = {"format": "svdk-rank-predictor", "version": 1, "input_shape": [64, 64, 1],
+              "targets": [0.8, 0.85, 0.9, 0.95, 0.98], "output": "log_k", "features": []}
+    commit = hub.add_commit("me/old", {"model.keras": path.read_bytes(), "model.json": json.dumps(config).encode()})
+    old = RankPredictor.from_pretrained("me/old", revision=commit, cache_dir=tmp_path / "c", endpoint=hub.endpoint)
+    assert old.layout is None and 1 <= old.predict("example:camera", 0.9) <= 512
 
 
 def test_wrong_input_shape_is_refused(hub, published, tmp_path):

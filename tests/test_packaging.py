@@ -24,7 +24,7 @@ import svdk  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # Files svdk reads at run time besides its modules.
-DATA_FILES = ["svdk/models/compact.keras", "svdk/models/compact.json", "svdk/models/compact.tflite", "svdk/py.typed",
+DATA_FILES = ["svdk/models/patch.keras", "svdk/models/patch.json", "svdk/models/patch.tflite", "svdk/py.typed",
               "svdk/models/tiled/model.keras", "svdk/models/tiled/model.json", "svdk/models/tiled/model.tflite"]
 # What a clone holds but the build must not see (or reuse: a stale build/ would
 # put files into the wheel that the configuration no longer selects).

@@ -169,6 +169,31 @@ def test_training_cli_end_to_end(tmp_path):
     assert 1 <= k <= 120
 
 
+def test_patch_network_trains_and_records_its_layout(tmp_path):
+    """A tiny smoke run of the patch network: the model it writes loads, records its layout, and predicts."""
+    pytest.importorskip("keras")
+    pytest.importorskip("datasets")
+    from svdk.predictor import PatchLayout, RankPredictor
+    from training.train import main
+
+    data = tmp_path / "bsds"
+    _tiny_bsds(data)
+    out = tmp_path / "run"
+    rc = main([
+        "--arch", "patch", "--features", "--patches", "9", "--pool", "attention", "--data", str(data),
+        "--folds", "0", "--epochs", "1", "--batch", "8", "--processes", "1", "--cache", str(tmp_path / "cache"),
+        "--out", str(out), "--no-latency",
+    ])
+    assert rc == 0
+    config = json.loads((out / "model.json").read_text())
+    assert config["version"] == 2 and config["input_shape"] == [9, 64, 64, 1]
+    assert config["patches"] == {"size": 64, "count": 9, "sampling": "grid", "resolution": "work"}
+    predictor = RankPredictor.load(out / "model.keras")
+    assert predictor.layout == PatchLayout(count=9)
+    assert 1 <= predictor.predict(data / "test" / "test0.jpg", 0.9) <= 120
+    assert main(["--arch", "patch", "--patches", "10", "--data", str(data), "--out", str(out)]) == 2
+
+
 def test_training_without_data_says_where_to_get_it(tmp_path, capsys):
     from training.train import main
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from svdk.predictor import hand_features, model_input
+from svdk.predictor import hand_features, model_input, patches
 
 from .labels import BRIGHTNESS, LabelStore, brighten
 
@@ -34,7 +34,7 @@ __all__ = ["Data", "build", "folds", "test_metrics", "cv_summary", "to_ranks"]
 class Data:
     """Arrays for one split (``group`` ties augmented copies to their source image)."""
 
-    x: np.ndarray  # (N, 64, 64, 1) float32
+    x: np.ndarray  # (N, 64, 64, 1) float32, or (N, patches, 64, 64, 1) for a patch model
     features: np.ndarray  # (N, F) float32
     k: np.ndarray  # (N, T) int labels
     group: np.ndarray  # (N,) source image index
@@ -57,11 +57,18 @@ class Data:
         return len(self.k)
 
 
-def build(items: list, store: LabelStore, *, brightness: bool = True, desc: str = "labels") -> Data:
-    """Inputs, features and labels of ``items`` (plus brightness copies, labels recomputed)."""
-    images, group, original, names = [], [], [], []
+def build(items: list, store: LabelStore, *, brightness: bool = True, desc: str = "labels", layout=None) -> Data:
+    """Inputs, features and labels of ``items`` (plus brightness copies, labels recomputed).
+
+    ``layout`` (a :class:`svdk.predictor.PatchLayout`): the inputs are its
+    patches, as :func:`svdk.predictor.patches` cuts them at prediction time
+    (of the native image, or its brightness copy, for ``resolution="native"``);
+    else the whole-image 64x64 input.
+    """
+    images, natives, group, original, names = [], [], [], [], []
     for j, it in enumerate(items):
         images.append(it.work)
+        natives.append(it.native)
         group.append(j)
         original.append(True)
         names.append(it.name)
@@ -69,11 +76,17 @@ def build(items: list, store: LabelStore, *, brightness: bool = True, desc: str 
             # one brightness copy per image, darker and brighter in turn
             for b in (BRIGHTNESS[j % len(BRIGHTNESS)],):
                 images.append(brighten(it.work, b))
+                natives.append((it.native, b))
                 group.append(j)
                 original.append(False)
                 names.append(f"{it.name}@{b:g}")
     labels = store.labels(images, desc)
-    x = np.stack([model_input(p) for p in images])
+    if layout is None:
+        x = np.stack([model_input(p) for p in images])
+    elif layout.resolution == "work":
+        x = np.stack([patches(p, layout, work=p) for p in images])
+    else:
+        x = np.stack([patches(brighten(*n) if isinstance(n, tuple) else n, layout) for n in natives])
     feats = np.stack([hand_features(p) for p in images])
     k = np.array([rec["k"] for rec in labels], dtype=np.int64)
     return Data(x, feats, k, np.array(group), np.array(original), images, names)

@@ -9,7 +9,7 @@ the Keras model (``log k`` within 1e-4 on random inputs), and its sha256 is
 recorded in the JSON configuration (``litert_sha256``). ``python -m
 training.train`` does this for every new run; this command converts runs
 made before, and the shipped model: ``python -m training.export
-svdk/models/compact.keras``. Needs TensorFlow (``pip install
+svdk/models/patch.keras``. Needs TensorFlow (``pip install
 'svdk[keras]'``).
 """
 

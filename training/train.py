@@ -40,11 +40,27 @@ __all__ = ["main"]
 
 def _parser() -> argparse.ArgumentParser:
     from .data import DEFAULT_DATA
+    from .models import POOLS, TRUNKS
 
     p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--arch", choices=("compact", "seed"), default="compact")
-    p.add_argument("--features", action="store_true", help="add hand-crafted scikit-image features (compact)")
+    p.add_argument("--arch", choices=("compact", "seed", "patch"), default="compact")
+    p.add_argument("--features", action="store_true", help="add hand-crafted scikit-image features (compact, patch)")
+    p.add_argument("--trunk", choices=TRUNKS, default="small", help="the patch network's shared trunk")
+    p.add_argument("--pool", choices=POOLS, default="meanmax", help="the patch network's pooling across patches")
+    p.add_argument("--patches", type=int, default=16, help="patches per image (a square number; patch network)")
+    p.add_argument("--resolution", choices=("work", "native"), default="work",
+                   help="patches of the 256x256 version (work) or of the native image (patch network)")
+    p.add_argument("--area", type=int,
+                   help="with --resolution native: resize every image to about this many pixels first "
+                        "(154401: BSDS500's 481x321, which leaves its images as they are)")
+    p.add_argument("--shift", action="store_true",
+                   help="also shift the 256x256 image circularly by a random offset before cutting its 16 "
+                        "patches, per batch (patch network, --resolution work, 16 patches)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds on train+val (0: none)")
+    p.add_argument("--max-folds", type=int, help="run only the first N of the --folds folds (quick comparisons)")
+    p.add_argument("--threads", type=int, default=1, help="TensorFlow threads (intra-op)")
+    p.add_argument("--cv-only", action="store_true",
+                   help="stop after cross-validation: metrics.json with the CV figures, no final fit, no model")
     p.add_argument("--epochs", type=int, default=150, help="most epochs per fit")
     p.add_argument("--final-epochs", type=int, help="epochs of the final fit (default: median best CV epoch)")
     p.add_argument("--patience", type=int, default=15, help="early-stopping patience (epochs)")
@@ -61,13 +77,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _setup_tf(seed: int):
+def _setup_tf(seed: int, threads: int = 1):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import tensorflow as tf
 
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:  # TensorFlow already ran in this process (tests): keep its pools
         pass
@@ -77,13 +93,24 @@ def _setup_tf(seed: int):
     return tf, keras
 
 
-def _dataset(tf, x, y, feats, batch: int, seed: int, augment: bool):
+def _dataset(tf, x, y, feats, batch: int, seed: int, augment: bool, shift: bool = False):
     inputs = (x, feats) if feats is not None else x
     ds = tf.data.Dataset.from_tensor_slices((inputs, y))
     if augment:
         ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
 
+        def shifted(p):
+            # the 4x4 grid of patches back into the 256x256 image, rolled, and cut again
+            side, size = 4, p.shape[1]
+            img = tf.reshape(tf.transpose(tf.reshape(p, (side, side, size, size, 1)), (0, 2, 1, 3, 4)),
+                             (side * size, side * size, 1))
+            img = tf.roll(img, shift=tf.random.uniform([2], 0, side * size, dtype=tf.int32), axis=[0, 1])
+            return tf.reshape(tf.transpose(tf.reshape(img, (side, size, side, size, 1)), (0, 2, 1, 3, 4)),
+                              (side * side, size, size, 1))
+
         def dihedral(img):
+            if shift:
+                img = shifted(img)
             img = tf.image.rot90(img, k=tf.random.uniform([], 0, 4, dtype=tf.int32))
             return tf.cond(tf.random.uniform([]) < 0.5, lambda: tf.image.flip_left_right(img), lambda: img)
 
@@ -91,7 +118,7 @@ def _dataset(tf, x, y, feats, batch: int, seed: int, augment: bool):
             ds = ds.map(lambda a, b: ((dihedral(a[0]), a[1]), b))
         else:
             ds = ds.map(lambda a, b: (dihedral(a), b))
-    return ds.batch(batch)
+    return ds.batch(batch).prefetch(2)
 
 
 class _Bar:
@@ -131,13 +158,14 @@ def _fit(tf, keras, args, kind, train, early, feats_norm, bar, stage, epochs):
 
     n_features = train.features.shape[1] if args.features else 0
     init = train.logk[train.original].mean(axis=0)
-    lr = args.lr or (3e-3 if args.arch == "compact" else 1e-3)
-    model = build(args.arch, train.k.shape[1], n_features=n_features, init_logk=init, learning_rate=lr)
+    lr = args.lr or (1e-3 if args.arch == "seed" or args.trunk == "seed" else 3e-3)
+    model = build(args.arch, train.k.shape[1], n_features=n_features, init_logk=init, learning_rate=lr,
+                  **_patch_options(args))
 
     def feats(d):
         return ((d.features - feats_norm[0]) / feats_norm[1]).astype(np.float32) if args.features else None
 
-    ds = _dataset(tf, train.x, _targets_y(train, kind), feats(train), args.batch, args.seed, True)
+    ds = _dataset(tf, train.x, _targets_y(train, kind), feats(train), args.batch, args.seed, True, args.shift)
     callbacks = [bar.cb(stage)]
     val = None
     if early is not None and len(early):
@@ -157,6 +185,25 @@ def _fit(tf, keras, args, kind, train, early, feats_norm, bar, stage, epochs):
     return model, best_epoch, predict
 
 
+def _layout(args):
+    """The :class:`svdk.predictor.PatchLayout` of a patch run; None for the whole-image models."""
+    from svdk.predictor import PatchLayout
+
+    if args.arch != "patch":
+        return None
+    return PatchLayout(count=args.patches, resolution=args.resolution, area=args.area)
+
+
+def _patch_options(args) -> dict:
+    return {"layout": _layout(args), "trunk": args.trunk, "pool": args.pool} if args.arch == "patch" else {}
+
+
+def run_name(args) -> str:
+    """``compact``, ``seed``, ``patch`` or ``patch-seed`` (the trunk), plus ``-features``."""
+    name = args.arch + ("-seed" if args.arch == "patch" and args.trunk == "seed" else "")
+    return name + ("-features" if args.features else "")
+
+
 def _resolution_exponent(tv_items, store, targets) -> tuple[list[float], dict]:
     """Per target, beta with k_native = k_256 * (sqrt(H W) / 256) ** beta (median over train+val)."""
     natives = store.labels([it.native for it in tv_items], "native labels")
@@ -169,29 +216,57 @@ def _resolution_exponent(tv_items, store, targets) -> tuple[list[float], dict]:
     return beta, {"median_k_ratio": [float(v) for v in np.median(k_nat / k_256, axis=0)], "images": len(tv_items)}
 
 
+def machine() -> dict:
+    """The machine a figure was measured on: CPU model, cores, Python."""
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu or "unknown", "cpu_count": os.cpu_count(), "python": platform.python_version()}
+
+
 def latency_ms(predictor, image, n: int = 200) -> dict:
-    """Median wall time of ``predictor.predict(image, 0.9)`` (batch 1, after warm-up)."""
+    """Median wall times (batch 1, after warm-up) of one prediction and of the network alone.
+
+    ``predict_ms_median``: ``predictor.predict(image, 0.9)`` on a decoded
+    native-size image: resize, luma, patches, features and network.
+    ``network_ms_median``: the network on inputs already made.
+    ``jpeg_encode_ms_median``: Pillow's JPEG encode (quality 75) of the same
+    image, timed in the same run, and ``predict_vs_jpeg_encode`` the ratio.
+    """
     for _ in range(10):
         predictor.predict(image, 0.9)
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        predictor.predict(image, 0.9)
-        times.append(time.perf_counter() - t0)
-    x = model_input_time(predictor, image, n)
-    return {"predict_ms_median": 1e3 * float(np.median(times)), "network_ms_median": x, "calls": n}
 
+    def median_ms(call):
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - t0)
+        return 1e3 * float(np.median(times))
 
-def model_input_time(predictor, image, n):
-    from svdk.predictor import resize_work
+    import io
 
-    work = resize_work(image)
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        predictor.log_ranks(work)
-        times.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(times))
+    from PIL import Image
+
+    inputs = predictor.inputs(image)
+    pil = Image.fromarray(image)
+    predict = median_ms(lambda: predictor.predict(image, 0.9))
+    jpeg = median_ms(lambda: pil.save(io.BytesIO(), "JPEG", quality=75))
+    return {
+        "predict_ms_median": predict,
+        "network_ms_median": median_ms(lambda: predictor.run(inputs)),
+        # a reference timed in the same run: on a loaded or slower machine both grow, their ratio much less
+        "jpeg_encode_ms_median": jpeg,
+        "predict_vs_jpeg_encode": predict / jpeg,
+        "calls": n,
+        "image": f"{image.shape[1]}x{image.shape[0]}",
+        "runtime": predictor.runtime,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,7 +274,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     check_options(parser, args)
     if args.features and args.arch == "seed":
-        print("error: --features goes with --arch compact", file=sys.stderr)
+        print("error: --features goes with --arch compact or patch", file=sys.stderr)
+        return 2
+    try:
+        layout = _layout(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.shift and (layout is None or layout.resolution != "work" or layout.count != 16):
+        print("error: --shift goes with --arch patch --resolution work --patches 16 (patches that tile the "
+              "256x256 image)", file=sys.stderr)
         return 2
     from .data import DataError, load_images
     from .evaluate import build, cv_summary, folds, mae_per_target, test_metrics, to_ranks
@@ -208,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     import svdk
     from svdk.predictor import FEATURE_NAMES, INPUT_SHAPE, MODEL_FORMAT, MODEL_VERSION, RankPredictor, export_litert
 
-    name = args.arch + ("-features" if args.features else "")
+    name = run_name(args)
     out = Path(args.out or Path("runs") / name)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
@@ -220,23 +304,24 @@ def main(argv: list[str] | None = None) -> int:
     store = LabelStore(args.cache, TARGETS, processes=args.processes, engine=args.engine, address=args.address)
     tv_items = items["train"] + items["val"]
     try:
-        tv = build(tv_items, store, brightness=not args.no_brightness, desc="train+val labels")
-        test = build(items["test"], store, brightness=False, desc="test labels")
+        tv = build(tv_items, store, brightness=not args.no_brightness, desc="train+val labels", layout=layout)
+        test = build(items["test"], store, brightness=False, desc="test labels", layout=layout)
         beta, beta_info = _resolution_exponent(tv_items, store, TARGETS)
     except (svdk.OptionError, LabelError) as exc:  # Ray missing or unreachable, a label that failed
         print(f"error: {exc}", file=sys.stderr)
         return 1
     kind = OUTPUT_KIND[args.arch]
-    tf, keras = _setup_tf(args.seed)
+    tf, keras = _setup_tf(args.seed, args.threads)
 
     fn = tv.features[tv.original]
     feats_norm = (fn.mean(axis=0), fn.std(axis=0) + 1e-6)
     n_groups = len(tv_items)
     rng = np.random.default_rng(args.seed)
     fold_maes, best_epochs = [], []
-    total = args.folds * args.epochs + (args.final_epochs or args.epochs)
+    fold_list = (folds(n_groups, args.folds, args.seed) if args.folds > 1 else [])[: args.max_folds]
+    total = len(fold_list) * args.epochs + (args.final_epochs or args.epochs)
     bar = _Bar(keras, total)
-    for f, held in enumerate(folds(n_groups, args.folds, args.seed) if args.folds > 1 else []):
+    for f, held in enumerate(fold_list):
         is_held = np.isin(tv.group, held)
         rest = np.setdiff1d(np.arange(n_groups), held)
         early_groups = rng.choice(rest, size=max(1, len(rest) // 10), replace=False)
@@ -248,8 +333,29 @@ def main(argv: list[str] | None = None) -> int:
         ho = tv.subset(is_held & tv.original)
         fold_maes.append(mae_per_target(to_ranks(predict(ho), kind), ho.k))
         best_epochs.append(best)
+    if args.cv_only:
+        bar.close()
+        if not fold_maes:
+            print("error: --cv-only needs --folds 2 or more", file=sys.stderr)
+            return 2
+        cv_metrics = {
+            "name": name,
+            "arch": args.arch,
+            "features": bool(args.features),
+            "patches": layout.to_json() if layout else None,
+            "command": "python -m training.train " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "cv": cv_summary(fold_maes, TARGETS),
+            "cv_folds_run": f"{len(fold_list)} of {args.folds}",
+            "cv_best_epochs": best_epochs,
+            "seconds": time.time() - t_start,
+            "settings": vars(args),
+            "label_code_hash": code_hash(TARGETS),
+        }
+        (out / "metrics.json").write_text(json.dumps(cv_metrics, indent=2) + "\n")
+        print(f"{name}: CV MAE in k at 0.90 = {cv_metrics['cv']['0.90']['mae_k_mean']:.2f}; wrote {out}/metrics.json")
+        return 0
     final_epochs = args.final_epochs or (int(np.median(best_epochs)) if best_epochs else args.epochs)
-    bar.bar.total = args.folds * args.epochs * (args.folds > 1) + final_epochs
+    bar.bar.total = len(fold_list) * args.epochs + final_epochs
     bar.bar.refresh()
     model, _, predict = _fit(tf, keras, args, kind, tv, None, feats_norm, bar, "final", final_epochs)
     bar.close()
@@ -259,15 +365,17 @@ def main(argv: list[str] | None = None) -> int:
     # save: weights in a fresh, uncompiled copy so no optimizer state is stored
     from .models import build as build_model
 
-    clean = build_model(args.arch, len(TARGETS), n_features=tv.features.shape[1] if args.features else 0)
+    clean = build_model(args.arch, len(TARGETS), n_features=tv.features.shape[1] if args.features else 0,
+                        **_patch_options(args))
     clean.set_weights(model.get_weights())
     model_path = out / "model.keras"
     clean.save(model_path)
     config = {
         "format": MODEL_FORMAT,
-        "version": MODEL_VERSION,
+        "version": MODEL_VERSION if layout else 1,  # the whole-image models stay version 1
         "arch": args.arch,
-        "input_shape": list(INPUT_SHAPE),
+        **({"patches": layout.to_json(), "trunk": args.trunk, "pool": args.pool} if layout else {}),
+        "input_shape": list(layout.input_shape if layout else INPUT_SHAPE),
         "targets": list(TARGETS),
         "output": kind,
         "metric": "ssim on luma (ycbcr 4:2:0), the codec's quality policy",
@@ -286,16 +394,18 @@ def main(argv: list[str] | None = None) -> int:
     (out / "model.json").write_text(json.dumps(config, indent=2) + "\n")
     export_litert(model_path)  # model.tflite beside it (and litert_sha256 in model.json): prediction without TensorFlow
     predictor = RankPredictor.load(model_path)
-    latency = None if args.no_latency else latency_ms(predictor, test.work[0])
+    latency = None if args.no_latency else latency_ms(predictor, items["test"][0].native)
     metrics = {
         "name": name,
         "arch": args.arch,
         "features": bool(args.features),
+        "patches": config.get("patches"),
         "command": "python -m training.train " + " ".join(argv if argv is not None else sys.argv[1:]),
         "targets": list(TARGETS),
         "images": {"train+val": n_groups, "train+val with copies": len(tv), "test": len(test)},
         "test": metrics_test,
         "cv": cv_summary(fold_maes, TARGETS) if fold_maes else None,
+        "cv_folds_run": f"{len(fold_list)} of {args.folds}" if fold_list else None,
         "cv_best_epochs": best_epochs,
         "final_epochs": final_epochs,
         "resolution": {"exponent": beta, **beta_info},
@@ -304,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         "params": int(clean.count_params()),
         "seconds": time.time() - t_start,
         "settings": {k: v for k, v in vars(args).items()},
-        "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(), "tf_threads": 1},
+        "machine": {**machine(), "tf_threads": args.threads},
         "label_code_hash": code_hash(TARGETS),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -19,10 +19,23 @@ one runs.
 
 How a prediction is made
 ------------------------
-1. The image is resized to 256x256 (Pillow, bicubic), converted to JPEG's
-   BT.601 luma (the codec's own conversion) and averaged over 4x4 blocks to a
-   64x64 grayscale input in [0, 1].
-2. The network outputs ``log k`` at every target of its grid (for the shipped
+1. The luma is JPEG's BT.601 (the codec's own conversion); alpha is dropped.
+   Labels, and the hand-crafted features, belong to the image resized to
+   256x256 (Pillow, bicubic).
+2. A patch model (the shipped one; configuration version 2) reads ``count``
+   grayscale 64x64 patches of that luma in [0, 1], on a regular grid edge to
+   edge (:class:`PatchLayout`, recorded in its ``model.json`` as
+   ``patches``: 16 patches tile the 256x256 version exactly; a layout at
+   ``resolution="native"`` cuts them from the image as given, resized first
+   to about ``area`` pixels when the layout sets it, as the shipped model's
+   does: BSDS500's 481x321, so that a patch of a larger photo covers what
+   it covered in training; enlarged when a side is under 64 pixels). One
+   shared convolutional trunk runs over every patch and the results are
+   pooled across patches. A whole-image model
+   (version 1, the kind svdk shipped before) reads the 256x256 luma averaged
+   over 4x4 blocks instead. Either may also read eight hand-crafted features
+   of the 256x256 luma (:data:`FEATURE_NAMES`).
+   The network outputs ``log k`` at every target of its grid (for the shipped
    model 0.80, 0.85, 0.90, 0.95, 0.98). The head adds non-negative
    increments, so the ranks grow with the target by construction. A target
    between grid points is interpolated linearly in ``log k``; outside the grid
@@ -60,13 +73,15 @@ model (``model``).
 Model files
 -----------
 A model is a Keras 3 ``.keras`` file plus a JSON configuration with the same
-stem (``compact.keras`` + ``compact.json``). The configuration names the
-format (``svdk-rank-predictor``), its version, the input shape, the target
-grid, the feature list (for the variant with hand-crafted features) and the
-resolution exponents, and ``litert_sha256``: the sha256 of the LiteRT file
-(``compact.tflite``) beside it, the same network for the light runtime.
-:meth:`RankPredictor.load` checks all of them and raises
-:class:`ModelError` naming the file and what was expected.
+stem (``patch.keras`` + ``patch.json``). The configuration names the
+format (``svdk-rank-predictor``), its version (:data:`READ_VERSIONS`: 1, a
+whole-image model; 2, a patch model, with its ``patches`` layout), the input
+shape, the target grid, the feature list (for the variants with hand-crafted
+features) and the resolution exponents, and ``litert_sha256``: the sha256 of
+the LiteRT file (``patch.tflite``) beside it, the same network for the light
+runtime. :meth:`RankPredictor.load` checks all of them, and that the network
+takes the inputs its layout makes, and raises :class:`ModelError` naming the
+file and what was expected.
 
 Where the model comes from
 --------------------------
@@ -96,7 +111,18 @@ and the one used is logged and kept in :attr:`RankPredictor.source`
 
 from __future__ import annotations
 
-from ._features import FEATURE_NAMES, INPUT_SHAPE, WORK_SIZE, hand_features, luma, model_input, resize_work
+from ._features import (
+    FEATURE_NAMES,
+    INPUT_SHAPE,
+    WORK_SIZE,
+    PatchLayout,
+    hand_features,
+    luma,
+    model_input,
+    patch_positions,
+    patches,
+    resize_work,
+)
 from ._files import (
     CONFIG_FILE,
     DEFAULT_MODEL,
@@ -104,9 +130,12 @@ from ._files import (
     MODEL_FILE,
     MODEL_FORMAT,
     MODEL_VERSION,
+    READ_VERSIONS,
     ModelError,
     config_path,
     describe_error,
+    image_shape,
+    patch_layout,
     sha256_file,
 )
 from ._model import RUNTIMES, RankPredictor, export_litert
@@ -136,7 +165,13 @@ __all__ = [
     "describe_error",
     "MODEL_FORMAT",
     "MODEL_VERSION",
+    "READ_VERSIONS",
     "INPUT_SHAPE",
+    "PatchLayout",
+    "patch_layout",
+    "image_shape",
+    "patches",
+    "patch_positions",
     "WORK_SIZE",
     "FEATURE_NAMES",
     "resize_work",

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ._features import INPUT_SHAPE
-from ._files import ModelError, describe_error
+from ._files import ModelError, describe_error, image_shape
 
 __all__ = ["LiteModel", "available", "convert", "largest_difference", "lite_path", "TOLERANCE"]
 
@@ -72,11 +72,15 @@ class LiteModel:
         self._lock = threading.Lock()
         inputs = self._interpreter.get_input_details()
         n_features = len(config.get("features") or ())
-        images = [d for d in inputs if tuple(d["shape"][1:]) == INPUT_SHAPE]
+        self.image_shape = image_shape(config)
+        images = [d for d in inputs if tuple(d["shape"][1:]) == self.image_shape]
         others = [d for d in inputs if d not in images]
         if len(images) != 1:
             shapes = [list(d["shape"][1:]) for d in inputs]
-            raise ModelError(f"{path}: the model takes inputs of shapes {shapes}; expected one of {list(INPUT_SHAPE)}")
+            raise ModelError(
+                f"{path}: the model takes inputs of shapes {shapes}; its configuration expects one of "
+                f"{list(self.image_shape)}: the file does not match the configuration's input layout"
+            )
         if len(others) != (1 if n_features else 0) or (n_features and tuple(others[0]["shape"][1:]) != (n_features,)):
             raise ModelError(f"{path}: the model's inputs do not match the {n_features} features its configuration lists")
         (out,) = self._interpreter.get_output_details()
@@ -116,12 +120,13 @@ def convert(model) -> bytes:
         raise ModelError(f"converting the model to LiteRT failed ({describe_error(exc)})") from None
 
 
-def largest_difference(keras_call, lite: LiteModel, n_features: int, *, n: int = 64, seed: int = 0) -> float:
-    """The largest difference of the two models' outputs on ``n`` random inputs."""
+def largest_difference(keras_call, lite: LiteModel, n_features: int, *, n: int = 64, seed: int = 0,
+                       shape: tuple[int, ...] = INPUT_SHAPE) -> float:
+    """The largest difference of the two models' outputs on ``n`` random inputs of one image's ``shape``."""
     rng = np.random.default_rng(seed)
     worst = 0.0
     for _ in range(n):
-        inputs = [rng.random((1, *INPUT_SHAPE), dtype=np.float32)]
+        inputs = [rng.random((1, *shape), dtype=np.float32)]
         if n_features:
             inputs.append(rng.normal(size=(1, n_features)).astype(np.float32))
         want = np.asarray(keras_call(*inputs), dtype=np.float64)

@@ -10,8 +10,18 @@ from pathlib import Path
 import numpy as np
 
 from .._image import ImageLike, load_image
-from ._features import INPUT_SHAPE, WORK_SIZE, hand_features, luma, model_input, resize_work
-from ._files import DEFAULT_MODEL, MODEL_FILE, ModelError, check_config, config_path, describe_error, sha256_file
+from ._features import WORK_SIZE, hand_features, luma, model_input, patches, resize_work
+from ._files import (
+    DEFAULT_MODEL,
+    MODEL_FILE,
+    ModelError,
+    check_config,
+    config_path,
+    describe_error,
+    image_shape,
+    patch_layout,
+    sha256_file,
+)
 from ._litert import TOLERANCE, LiteModel, available as litert_available, convert, largest_difference, lite_path
 
 RUNTIMES = ("auto", "litert", "keras")
@@ -82,6 +92,8 @@ class RankPredictor:
         self._feature_mean = np.asarray(config.get("feature_mean", [0.0] * len(self.features)), np.float32)
         self._feature_std = np.asarray(config.get("feature_std", [1.0] * len(self.features)), np.float32)
         self.beta = np.asarray(config.get("resolution_exponent", [1.0] * len(self.targets)), np.float64)
+        #: The :class:`~svdk.predictor.PatchLayout` the model reads, or None for a whole-image model.
+        self.layout = patch_layout(config)
         self._fn = None
 
     # -- loading ---------------------------------------------------------------
@@ -248,11 +260,15 @@ class RankPredictor:
     @staticmethod
     def _check_model(model, config: dict, path: Path) -> None:
         inputs = model.inputs if isinstance(model.inputs, list) else [model.inputs]
-        image_shape = tuple(inputs[0].shape[1:])
-        if image_shape != INPUT_SHAPE:
+        got, expected = tuple(inputs[0].shape[1:]), image_shape(config)
+        if got != expected:
+            layout = patch_layout(config)
+            what = (
+                f"{layout.count} patches of 64x64, as its configuration's patch layout says" if layout
+                else "64x64 grayscale"
+            )
             raise ModelError(
-                f"{path}: the model takes inputs of shape {list(image_shape)}; expected {list(INPUT_SHAPE)} "
-                "(64x64 grayscale)"
+                f"{path}: the model takes inputs of shape {list(got)}; expected {list(expected)} ({what})"
             )
         n_features = len(config.get("features") or ())
         if n_features and (len(inputs) != 2 or tuple(inputs[1].shape[1:]) != (n_features,)):
@@ -279,7 +295,7 @@ class RankPredictor:
             if keras.backend.backend() == "tensorflow":
                 import tensorflow as tf
 
-                specs = [tf.TensorSpec((1, *INPUT_SHAPE), tf.float32)]
+                specs = [tf.TensorSpec((1, *image_shape(self.config)), tf.float32)]
                 if self.features:
                     specs.append(tf.TensorSpec((1, len(self.features)), tf.float32))
 
@@ -292,14 +308,32 @@ class RankPredictor:
                 self._fn = lambda *inputs: model(list(inputs), training=False)
         return self._fn
 
-    def log_ranks(self, color256: np.ndarray) -> np.ndarray:
-        """``log k`` at every grid target for one 256x256 image (uint8)."""
-        y = luma(color256)
-        inputs = [model_input(color256, y=y)[None]]
+    def inputs(self, image: ImageLike) -> list[np.ndarray]:
+        """The network's inputs for ``image`` (batch 1): its image input, and the features when the model takes them.
+
+        A patch model reads the patches of its :attr:`layout` (of the
+        256x256 version or of ``image`` itself); a whole-image model the
+        256x256 version averaged to 64x64.
+        """
+        color = load_image(image).color
+        if self.layout is not None and self.layout.resolution == "native" and not self.features:
+            return [patches(color, self.layout)[None]]  # the 256x256 version is not needed
+        work = resize_work(color)
+        y = luma(work)
+        x = patches(color, self.layout, work=work, y=y) if self.layout else model_input(work, y=y)
+        inputs = [x[None]]
         if self.features:
-            f = (hand_features(color256, y=y) - self._feature_mean) / self._feature_std
+            f = (hand_features(work, y=y) - self._feature_mean) / self._feature_std
             inputs.append(f[None].astype(np.float32))
-        out = np.asarray(self._forward()(*inputs), dtype=np.float64)[0]
+        return inputs
+
+    def run(self, inputs: list[np.ndarray]) -> np.ndarray:
+        """The network's raw output for :meth:`inputs` (batch 1): ``log k`` at every grid target."""
+        return np.asarray(self._forward()(*inputs), dtype=np.float64)
+
+    def log_ranks(self, image: ImageLike) -> np.ndarray:
+        """``log k`` at every grid target for the 256x256 version of ``image`` (before native scaling)."""
+        out = self.run(self.inputs(image))[0]
         if self.config.get("output", "log_k") == "k":  # the seed network outputs ranks
             out = np.log(np.maximum(out, 1.0))
         return out
@@ -308,7 +342,7 @@ class RankPredictor:
         """``(targets, log k)`` of the predicted rank-quality curve at native resolution."""
         color = load_image(image).color
         h, w = color.shape[:2]
-        logk = self.log_ranks(resize_work(color))
+        logk = self.log_ranks(color)
         logk = logk + self.beta * math.log(math.sqrt(h * w) / WORK_SIZE)
         return self.targets, np.maximum.accumulate(logk)
 
@@ -365,7 +399,9 @@ def export_litert(model_path: str | os.PathLike) -> Path:
     tmp.write_bytes(data)
     try:
         lite = LiteModel(tmp, {**predictor.config, "litert_sha256": None})
-        worst = largest_difference(predictor._forward(), lite, len(predictor.features))
+        worst = largest_difference(
+            predictor._forward(), lite, len(predictor.features), shape=image_shape(predictor.config)
+        )
         if worst > TOLERANCE:
             raise ModelError(f"{model_path}: the LiteRT file differs from the Keras model by {worst:.2g} (> {TOLERANCE})")
         tmp.replace(out)
