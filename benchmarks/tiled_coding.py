@@ -1,6 +1,6 @@
 """What each part of format 3.0's coding of the tiled layout is worth.
 
-    python -m benchmarks.tiled_coding              # Kodak-24, writes results/tiled_coding.json
+    python -m benchmarks.tiled_coding              # Kodak-24 (about 12 minutes), writes results/tiled_coding.json
     python -m benchmarks.tiled_coding --images 3   # a quick try
 
 Every variant codes each image at the settings of ``svdk bench``'s
