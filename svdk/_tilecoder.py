@@ -181,12 +181,13 @@ def walk(grid: tuple[int, int], tile: int, max_rank: int, code: Code, known=None
         if i == 0:
             flags = np.zeros(n_tiles, dtype=np.int64)
             black = (np.add.outer(np.arange(gy), np.arange(gx)) % 2 == 0).ravel()
-            for part in (np.flatnonzero(black), np.flatnonzero(~black)):
+            for second, part in enumerate((np.flatnonzero(black), np.flatnonzero(~black))):
                 if part.size == 0:
                     continue
-                ctx = np.zeros(part.size, dtype=np.int64)
-                if part is not None and not black[part[0]]:
+                if second:
                     ctx = 1 + _neighbours(flags.reshape(gy, gx)).ravel()[part]
+                else:
+                    ctx = np.zeros(part.size, dtype=np.int64)
                 truth = None if known is None else (k_ranks[part] > 0).astype(np.int64)
                 flags[part] = code(("flag",), ctx, truth)
         else:
@@ -348,7 +349,7 @@ def encode(planes: list[tuple]) -> tuple[list[bytes], list[int], np.ndarray]:
     """Code tiled planes ``(grid, tile, max_rank, (ranks, dc, A, B))``: ``(params per plane, escapes, words)``."""
     import constriction
 
-    radii = np.array([_entropy.radius(level) for level in range(_entropy.NUM_LEVELS)], dtype=np.int64)
+    radii = _entropy._radius_table()
     items, escapes, sides = [], [], []
     for grid, tile, max_rank, known in planes:
         records = []
@@ -364,14 +365,13 @@ def encode(planes: list[tuple]) -> tuple[list[bytes], list[int], np.ndarray]:
             levels = params.levels(group, ctx)
             for level, pos in _groups(levels):
                 x = values[pos]
-                if group[0] == "flag":
-                    items.append((x.astype(np.int32), _flag_model(level)))
-                    continue
-                r = radii[level]
-                big = np.abs(x) >= r
-                if big.any():
-                    escapes.extend((np.abs(x[big]) - r).tolist())
-                items.append(((np.clip(x, -r, r) + r).astype(np.int32), _entropy._model(level)))
+                if group[0] != "flag":
+                    r = radii[level]
+                    big = np.abs(x) >= r
+                    if big.any():
+                        escapes.extend((np.abs(x[big]) - r).tolist())
+                    x = np.clip(x, -r, r) + r
+                items.append((x.astype(np.int32), _model(group, level)))
     coder = constriction.stream.stack.AnsCoder()
     for symbols, model in reversed(items):
         coder.encode_reverse(symbols, model)
@@ -392,10 +392,9 @@ class Decoder:
         self.next_escape = 0
         self.symbols = 0
         self.limit = symbol_limit
-        self.radii = np.array([_entropy.radius(level) for level in range(_entropy.NUM_LEVELS)], dtype=np.int64)
 
     def plane(self, grid, tile, max_rank, params: Params):
-        radii = self.radii
+        radii = _entropy._radius_table()
         decode = self.coder.decode
 
         def read(group, ctx, _values):
@@ -409,7 +408,7 @@ class Decoder:
             for level, pos in _groups(levels):
                 count = ctx.size if isinstance(pos, slice) else pos.size
                 try:
-                    x = decode(_flag_model(level) if flag else _entropy._model(level), count)
+                    x = decode(_model(group, level), count)
                 except Exception as exc:
                     raise FormatError(f"the entropy-coded data end early or are invalid: {exc}") from None
                 if flag:

@@ -743,10 +743,12 @@ def read_header(data: bytes | bytearray | memoryview) -> Header:
             raise FormatError(f"plane {i} has {nbytes} bytes per sample; expected 1, 2 or 4")
         if CODERS[coder_code] in ("ans", "ctx") and nbytes != 1:
             raise FormatError(f"plane {i} has {nbytes} bytes per sample; entropy coders 2 and 3 need 1")
-        strength = res[0] if major >= 3 and layout == "tiled" else 0
+        # format 3 tiled planes keep a deblocking strength in the first reserved byte
+        strength_bytes = 1 if major >= 3 and layout == "tiled" else 0
+        strength = res[0] if strength_bytes else 0
         if strength and CODERS[coder_code] != "ctx":
             raise FormatError(f"plane {i} sets a deblocking strength; the filter needs entropy coder 3")
-        if known_minor and res[1 if major >= 3 and layout == "tiled" else 0 :] != b"\0" * (2 if major >= 3 and layout == "tiled" else 3):
+        if known_minor and any(res[strength_bytes:]):
             raise FormatError(f"reserved bytes of plane {i} are not zero")
         records.append(PlaneRecord(rank, qstep, nbytes, strength))
     header = Header(

@@ -84,14 +84,7 @@ def check_config(config, cfg_path: Path) -> None:
             else "a whole-image model (version 1)"
         )
         raise ModelError(f"{cfg_path}: input shape {list(shape)}; expected {list(expected)} for {what}")
-    targets = config.get("targets")
-    if (
-        not isinstance(targets, list)
-        or len(targets) < 2
-        or not all(isinstance(t, (int, float)) and 0 < t <= 1 for t in targets)
-        or sorted(targets) != targets
-    ):
-        raise ModelError(f"{cfg_path}: 'targets' must be an increasing list of SSIM values; got {targets!r}")
+    check_targets(config, cfg_path)
     features = config.get("features") or []
     if features and list(features) != list(FEATURE_NAMES):
         raise ModelError(
@@ -124,3 +117,16 @@ def describe_error(exc: BaseException) -> str:
     """An exception as ``Type: message`` on one line (at most 200 characters of message), for error messages."""
     msg = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
     return f"{type(exc).__name__}: {msg[:200]}" if msg else type(exc).__name__
+
+
+def check_targets(config: dict, cfg_path) -> list:
+    """The model's SSIM targets, or :class:`ModelError` unless they are an increasing list in (0, 1]."""
+    targets = config.get("targets")
+    if (
+        not isinstance(targets, list)
+        or len(targets) < 2
+        or not all(isinstance(t, (int, float)) and 0 < t <= 1 for t in targets)
+        or sorted(targets) != targets
+    ):
+        raise ModelError(f"{cfg_path}: 'targets' must be an increasing list of SSIM values; got {targets!r}")
+    return targets

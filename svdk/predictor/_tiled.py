@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._files import ModelError, config_path, describe_error, sha256_file
+from ._files import ModelError, check_targets, config_path, describe_error, sha256_file
 from ._litert import TOLERANCE, available as litert_available, convert, lite_path
 from ._tiled_features import TILED_FEATURES, tiled_features
 
@@ -79,14 +79,7 @@ def _check_config(config, cfg_path: Path) -> None:
             f"{cfg_path}: the model was trained on the features {config.get('features')}; this svdk computes "
             f"{list(TILED_FEATURES)}: retrain it with 'python -m training.tiled'"
         )
-    targets = config.get("targets")
-    if (
-        not isinstance(targets, list)
-        or len(targets) < 2
-        or not all(isinstance(t, (int, float)) and 0 < t <= 1 for t in targets)
-        or sorted(targets) != targets
-    ):
-        raise ModelError(f"{cfg_path}: 'targets' must be an increasing list of SSIM values; got {targets!r}")
+    check_targets(config, cfg_path)
     n = len(TILED_FEATURES)
     for key in ("feature_mean", "feature_std"):
         if len(config.get(key) or []) != n:
