@@ -51,6 +51,13 @@ def bucket(c: np.ndarray, buckets: int) -> np.ndarray:
     return np.minimum(np.searchsorted(_THRESHOLDS, c, side="right"), buckets - 1)
 
 
+#: Coefficient contexts from this value up all fall in the top bucket, so
+#: :func:`walk` caps them here and a table lookup gives the bucket.
+CONTEXT_CAP = int(_THRESHOLDS[COEF_BUCKETS - 2])
+#: The bucket of every capped coefficient context ``0 .. CONTEXT_CAP``.
+COEF_BUCKET_OF = bucket(np.arange(CONTEXT_CAP + 1), COEF_BUCKETS)
+
+
 def side_length(tile: int) -> int:
     """Bytes of model parameters per plane."""
     return DC_BUCKETS + FLAG_CONTEXTS + 1 + 4 * tile
@@ -92,6 +99,7 @@ class Params:
         self.base0 = np.asarray(base0, dtype=np.int64)
         self.base = np.asarray(base, dtype=np.int64)
         self._table = None
+        self._context_table = None
 
     def to_bytes(self) -> bytes:
         parts = [self.dc, self.flag, [self.slope], self.base0.ravel(), self.base.ravel()]
@@ -111,12 +119,13 @@ class Params:
             raise FormatError(f"a model slope is {slope}; the most is {MAX_SLOPE}")
         return cls(dc, flag, slope, coef[: 2 * tile].reshape(2, tile), coef[2 * tile :].reshape(2, tile))
 
-    def levels(self, group: tuple, buckets: np.ndarray) -> np.ndarray:
+    def levels(self, group: tuple, ctx: np.ndarray) -> np.ndarray:
+        """The level of each symbol of a pass, from its context (see :func:`walk`)."""
         if group[0] == "flag":
-            return self.flag[buckets]
+            return self.flag[ctx]
         if group[0] == "dc":
-            return self.dc[buckets]
-        return self.coef_table[group[1], group[2]][buckets]
+            return self.dc[ctx]
+        return self.coef_context_table[group[1], group[2]][ctx]
 
     @property
     def coef_table(self) -> np.ndarray:
@@ -126,6 +135,13 @@ class Params:
             ramp = np.minimum(_entropy.NUM_LEVELS - 1, self.base[:, :, None] + ((self.slope * b) >> 3))
             self._table = np.where(b == 0, self.base0[:, :, None], ramp)
         return self._table
+
+    @property
+    def coef_context_table(self) -> np.ndarray:
+        """The level of every capped coefficient context: ``(2, T, CONTEXT_CAP + 1)``, uint8."""
+        if self._context_table is None:
+            self._context_table = self.coef_table[:, :, COEF_BUCKET_OF].astype(np.uint8)
+        return self._context_table
 
 
 # A coder callback: (group, contexts, true values or None) -> values.
@@ -141,7 +157,9 @@ def _neighbours(grid: np.ndarray) -> np.ndarray:
 def walk(grid: tuple[int, int], tile: int, max_rank: int, code: Code, known=None):
     """Visit one plane's integers in stream order; returns ``(ranks, dc, A, B)``.
 
-    ``code(group, contexts, values)`` is called once per pass. The encoder
+    ``code(group, contexts, values)`` is called once per pass (a coefficient
+    pass gets its contexts capped at :data:`CONTEXT_CAP`, which
+    :data:`COEF_BUCKET_OF` maps to buckets; the other passes get buckets). The encoder
     passes ``known = (ranks, dc, A, B)`` and gets each pass's true values as
     ``values``; the decoder passes ``None`` and returns the decoded values.
     Order (the spec in :mod:`svdk.format` says the same):
@@ -192,7 +210,7 @@ def walk(grid: tuple[int, int], tile: int, max_rank: int, code: Code, known=None
                 flags[part] = code(("flag",), ctx, truth)
         else:
             around = _neighbours((ranks >= i).reshape(gy, gx).astype(np.int64)).ravel()[cand]
-            ctx = 6 + np.minimum(14, bucket(norm, COEF_BUCKETS) + around)
+            ctx = 6 + np.minimum(14, COEF_BUCKET_OF[np.minimum(norm, CONTEXT_CAP)] + around)
             truth = None if known is None else (k_ranks[cand] > i).astype(np.int64)
             flags = code(("flag",), ctx, truth)
             norm = norm[flags == 1]
@@ -201,23 +219,26 @@ def walk(grid: tuple[int, int], tile: int, max_rank: int, code: Code, known=None
         m = cand.size
         if m == 0:
             break
-        n_a = np.zeros(m, dtype=np.int64) if i == 0 else norm // 2
-        vecs = []
+        n = np.zeros(m, dtype=np.int64) if i == 0 else norm // 2
+        sums = []
         for f in (0, 1):
-            n = n_a if f == 0 else np.abs(vecs[0]).sum(axis=1)
-            vec = np.zeros((m, tile), dtype=np.int64)
-            rows = None if known is None else (k_a if f == 0 else k_b)[start : start + m]
+            # position-major (T, m): each pass reads and writes whole rows
+            vec = np.empty((tile, m), dtype=np.int64)
+            mag = np.empty((tile, m), dtype=np.int64)
+            rows = None if known is None else np.ascontiguousarray((k_a if f == 0 else k_b)[start : start + m].T)
             for j in range(tile):
                 c = n // (j + 1)
                 if j >= 1:
-                    c = c + 2 * np.abs(vec[:, j - 1])
+                    c += 2 * mag[j - 1]
                 if j >= 2:
-                    c = c + np.abs(vec[:, j - 2])
-                vec[:, j] = code(("coef", f, j), bucket(c, COEF_BUCKETS), None if rows is None else rows[:, j])
-            vecs.append(vec)
-        out_a.append(vecs[0])
-        out_b.append(vecs[1])
-        norm = np.abs(vecs[0]).sum(axis=1) + np.abs(vecs[1]).sum(axis=1)
+                    c += mag[j - 2]
+                np.minimum(c, CONTEXT_CAP, out=c)
+                vec[j] = code(("coef", f, j), c, None if rows is None else rows[j])
+                np.abs(vec[j], out=mag[j])
+            (out_a if f == 0 else out_b).append(vec.T)
+            n = mag.sum(axis=0)
+            sums.append(n)
+        norm = sums[0] + sums[1]
         start += m
     if known is not None and not np.array_equal(ranks, k_ranks):
         raise ValueError("tile ranks above the plane's rank")
@@ -294,7 +315,10 @@ def choose(records: list, tile: int) -> Params:
         if group[0] == "flag":
             np.add.at(flag_counts, (ctx, values), 1)
             continue
-        nb = DC_BUCKETS if group[0] == "dc" else COEF_BUCKETS
+        if group[0] == "dc":
+            nb = DC_BUCKETS
+        else:
+            nb, ctx = COEF_BUCKETS, COEF_BUCKET_OF[ctx]
         h = np.bincount(ctx * (top + 1) + np.minimum(np.abs(values), top), minlength=nb * (top + 1))
         key = group if group[0] == "coef" else ("dc",)
         hists[key] = hists.get(key, 0) + h.reshape(nb, top + 1)
@@ -325,20 +349,21 @@ def choose(records: list, tile: int) -> Params:
 # coding
 
 
-def _groups(levels: np.ndarray):
-    """Positions of the symbols of each level, levels ascending (the coding order)."""
-    first = int(levels[0]) if levels.size else 0
-    if not (levels != first).any():
-        if levels.size:
-            yield first, slice(None)
-        return
-    counts = np.bincount(levels)
-    order = np.argsort(levels, kind="stable")
-    lo = 0
-    for level in np.flatnonzero(counts).tolist():
-        hi = lo + int(counts[level])
-        yield level, order[lo:hi]
-        lo = hi
+def _groups(levels: np.ndarray) -> tuple[np.ndarray | None, list[int], list[int]]:
+    """The coding order of a pass: ``(order, levels used, their counts)``.
+
+    Symbols are coded a level at a time, levels ascending, each level's in
+    the pass's order: ``order`` lists the positions so (``None`` when one
+    level covers the whole pass).
+    """
+    lo = int(levels.min())
+    if lo == int(levels.max()):
+        return None, [lo], [levels.size]
+    small = levels.astype(np.uint8)  # levels are below 256: a radix sort
+    order = np.argsort(small, kind="stable")
+    counts = np.bincount(small)
+    used = np.flatnonzero(counts)
+    return order, used.tolist(), counts[used].tolist()
 
 
 def _model(group: tuple, level: int):
@@ -362,16 +387,21 @@ def encode(planes: list[tuple]) -> tuple[list[bytes], list[int], np.ndarray]:
         params = choose(records, tile)
         sides.append(params.to_bytes())
         for group, ctx, values in records:
-            levels = params.levels(group, ctx)
-            for level, pos in _groups(levels):
-                x = values[pos]
+            if values.size == 0:
+                continue
+            order, used, counts = _groups(params.levels(group, ctx))
+            x = values if order is None else values[order]
+            lo = 0
+            for level, count in zip(used, counts):
+                part = x[lo : lo + count]
+                lo += count
                 if group[0] != "flag":
                     r = radii[level]
-                    big = np.abs(x) >= r
+                    big = np.abs(part) >= r
                     if big.any():
-                        escapes.extend((np.abs(x[big]) - r).tolist())
-                    x = np.clip(x, -r, r) + r
-                items.append((x.astype(np.int32), _model(group, level)))
+                        escapes.extend((np.abs(part[big]) - r).tolist())
+                    part = np.clip(part, -r, r) + r
+                items.append((part.astype(np.int32), _model(group, level)))
     coder = constriction.stream.stack.AnsCoder()
     for symbols, model in reversed(items):
         coder.encode_reverse(symbols, model)
@@ -403,23 +433,24 @@ class Decoder:
                 self.symbols += ctx.size
                 if self.symbols > self.limit:
                     raise FormatError("the tile data need more symbols than the payload can hold")
-            levels = params.levels(group, ctx)
-            out = np.empty(ctx.size, dtype=np.int64)
-            for level, pos in _groups(levels):
-                count = ctx.size if isinstance(pos, slice) else pos.size
-                try:
-                    x = decode(_model(group, level), count)
-                except Exception as exc:
-                    raise FormatError(f"the entropy-coded data end early or are invalid: {exc}") from None
-                if flag:
-                    out[pos] = x
-                    continue
-                r = int(radii[level])
-                x = x.astype(np.int64) - r
-                if x.min() == -r or x.max() == r:  # escapes
-                    ends = np.flatnonzero(np.abs(x) == r)
+            if ctx.size == 0:
+                return np.zeros(0, dtype=np.int64)
+            order, used, counts = _groups(params.levels(group, ctx))
+            try:
+                parts = [decode(_model(group, level), count) for level, count in zip(used, counts)]
+            except Exception as exc:
+                raise FormatError(f"the entropy-coded data end early or are invalid: {exc}") from None
+            x = (parts[0] if len(parts) == 1 else np.concatenate(parts)).astype(np.int64)
+            if not flag:
+                r = radii[used[0]] if len(used) == 1 else np.repeat(radii[used], counts)
+                x -= r
+                ends = np.flatnonzero((x == r) | (x == -r))  # escapes
+                if ends.size:
                     x[ends] += np.sign(x[ends]) * self._escapes(ends.size)
-                out[pos] = x
+            if order is None:
+                return x
+            out = np.empty_like(x)
+            out[order] = x
             return out
 
         return walk(grid, tile, max_rank, read)

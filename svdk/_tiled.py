@@ -17,7 +17,9 @@ photographs are smooth, so their energy gathers in few coefficients. One step
 coefficients and the tile means of a plane. The encoder then refits each
 factor to the other's rounding by least squares (:meth:`TiledPlane._refine`)
 and picks the strength of the decoder's deblocking filter (:func:`deblock`)
-that brings the plane closest to the original. Entropy coder 3
+that brings the plane closest to the original. On a machine with two cores,
+the tile SVDs and the trials of the strengths of a large plane run in two
+threads; the file is the same either way. Entropy coder 3
 (:mod:`svdk._tilecoder`) codes the integers.
 
 See :mod:`svdk.format` for the bytes.
@@ -30,6 +32,7 @@ import math
 import numpy as np
 from scipy.fft import dct, dctn, idct
 
+from . import _threads
 from ._codec import step_code
 
 __all__ = [
@@ -85,25 +88,62 @@ def deblock(plane: np.ndarray, tile: int, threshold: float) -> np.ndarray:
     (``q1`` only where it is inside the plane). Larger jumps are edges of
     the picture and stay.
     """
-    if threshold <= 0:
-        return plane
-    for view in (plane, plane.T):
+    if threshold > 0:
+        _Borders(plane, tile).smooth(plane, threshold)
+        _Borders(plane.T, tile).smooth(plane.T, threshold)
+    return plane
+
+
+class _Borders:
+    """The pixels on both sides of the tile borders across the columns of
+    ``view``, gathered once: :meth:`smooth` writes them back smoothed into
+    ``view`` or into a copy of it (the encoder tries several thresholds on
+    one plane's vertical borders)."""
+
+    def __init__(self, view: np.ndarray, tile: int):
         n = view.shape[1]
         borders = (n - 1) // tile  # at columns tile, 2 tile, ... below n
-        if borders == 0:
-            continue
         end = borders * tile
-        p1 = view[:, tile - 2 : end - 1 : tile]
-        p0 = view[:, tile - 1 : end : tile]
-        q0 = view[:, tile : end + 1 : tile]
-        d = q0 - p0
-        d[np.abs(d) >= threshold] = 0
-        p0 += d * 0.375
-        q0 -= d * 0.375
-        p1 += d * 0.125
         inside = (n - 2 - tile) // tile + 1 if n - 2 >= tile else 0  # borders whose q1 is inside
-        view[:, tile + 1 : tile + 1 + inside * tile : tile] -= d[:, :inside] * 0.125
-    return plane
+        self.columns = (
+            slice(tile - 2, end - 1, tile),  # p1
+            slice(tile - 1, end, tile),  # p0
+            slice(tile, end + 1, tile),  # q0
+            slice(tile + 1, tile + 1 + inside * tile, tile),  # q1
+        )
+        self.inside = inside
+        self.empty = borders == 0
+        if not self.empty:  # (copies in memory order: the views are strided)
+            self.p1, self.p0, self.q0, self.q1 = (view[:, c].copy(order="K") for c in self.columns)
+            self.jump = self.q0 - self.p0
+            self.size = np.abs(self.jump)
+
+    def smooth(self, view: np.ndarray, threshold: float) -> None:
+        if self.empty:
+            return
+        d = np.where(self.size < threshold, self.jump, np.float32(0))
+        e = d * 0.375
+        c1, c0, d0, d1 = self.columns
+        view[:, c0] = self.p0 + e
+        view[:, d0] = self.q0 - e
+        view[:, c1] = self.p1 + d * 0.125
+        view[:, d1] = self.q1 - d[:, : self.inside] * 0.125
+
+
+#: Stacks of at least this many tiles get their SVDs in two threads.
+THREADED_SVD_TILES = 1024
+#: Planes of at least this many pixels try their deblocking strengths in two threads.
+THREADED_DEBLOCK_PIXELS = 1 << 16
+
+
+def _tile_svds(tiles: np.ndarray):
+    """``np.linalg.svd`` of a stack of tiles (a large stack in two halves, in two threads)."""
+    n = tiles.shape[0]
+    if n < THREADED_SVD_TILES:
+        return np.linalg.svd(tiles)
+    halves = (tiles[: n // 2], tiles[n // 2 :])
+    parts = _threads.split(lambda which: [np.linalg.svd(halves[i]) for i in which], 2, True)
+    return tuple(np.concatenate(p) for p in zip(*parts))
 
 
 def step_for(tau: float, tile: int) -> float:
@@ -119,7 +159,8 @@ class TiledPlane:
         self.tile = tile
         tiles = _to_tiles(data.astype(np.float64), tile)
         self.means = tiles.mean(axis=(1, 2))
-        u, s, vt = np.linalg.svd(tiles - self.means[:, None, None])
+        centred = tiles - self.means[:, None, None]
+        u, s, vt = _tile_svds(centred)
         # Sign convention: the largest-magnitude entry of each u is positive.
         idx = np.argmax(np.abs(u), axis=1)  # (n, T): row of the largest entry per column
         sign = np.where(np.take_along_axis(u, idx[:, None, :], axis=1)[:, 0, :] < 0, -1.0, 1.0)
@@ -132,7 +173,7 @@ class TiledPlane:
         self.max_count = int(np.count_nonzero(self.order > 1e-9 * max(self.order[0], 1e-12)))
         self.max_count = max(self.max_count, 1)
         # the tiles less their means in the 2D DCT domain, where the factors' coefficients live
-        self._spectra = dctn(tiles - self.means[:, None, None], axes=(1, 2), norm="ortho")
+        self._spectra = dctn(centred, axes=(1, 2), norm="ortho")
         self._strengths: dict[int, int] = {}
         self._last = None
         self._decoded = None
@@ -194,50 +235,72 @@ class TiledPlane:
         code = self.step_code(count)
         step = code / 256.0
         dc = np.rint(self.means / step).astype(np.int64)
-        keep = np.arange(self.tile)[None, :] < ranks[:, None]  # (n, T)
-        fa = np.where(keep[:, :, None], np.rint(self.a / step), 0.0)
-        fb = np.where(keep[:, :, None], np.rint(self.b / step), 0.0)
-        fa, fb = self._refine(ranks, dc * step, fa, fb, step)
-        sel = keep.T  # component-major
-        a = np.swapaxes(fa, 0, 1)[sel].astype(np.int64)
-        b = np.swapaxes(fb, 0, 1)[sel].astype(np.int64)
+        # the tiles of each rank, and their kept vectors: (tiles, r, T)
+        groups = [(r, np.flatnonzero(ranks == r)) for r in range(1, self.tile + 1)]
+        groups = [(r, idx) for r, idx in groups if idx.size]
+        fa = [np.rint(self.a[idx, :r] / step) for r, idx in groups]
+        fb = [np.rint(self.b[idx, :r] / step) for r, idx in groups]
+        fa, fb = self._refine([idx for _, idx in groups], dc * step, fa, fb, step)
+        a, b = [], []
+        for i in range(self.tile):
+            rows = np.flatnonzero(ranks > i)  # component i's tiles, in raster order
+            if rows.size == 0:
+                break
+            ai = np.empty((rows.size, self.tile))
+            bi = np.empty((rows.size, self.tile))
+            for (r, idx), ga, gb in zip(groups, fa, fb):
+                if r > i:
+                    at = np.searchsorted(rows, idx)
+                    ai[at] = ga[:, i]
+                    bi[at] = gb[:, i]
+            a.append(ai)
+            b.append(bi)
+        empty = np.zeros((0, self.tile))
+        a = np.concatenate(a).astype(np.int64) if a else empty.astype(np.int64)
+        b = np.concatenate(b).astype(np.int64) if b else empty.astype(np.int64)
         self._last = (count, (ranks, dc, a, b, code))
         return self._last[1]
 
-    def _refine(self, ranks, means, fa, fb, step):
+    def _refine(self, groups, means, fa, fb, step):
         """Quantization-aware factors: with the rounded ``A`` fixed, the ``B``
         that best fits each tile (what is left after its coded mean) is solved
         by least squares and rounded; then ``A`` given that ``B``, then ``B``
         again (:data:`REFINE_PASSES` fits). Rounding one factor is partly
         undone by the other, at almost no cost in bits (about 0.2 dB of
         luma PSNR at low rates and 0.5 dB at high ones on Kodak).
+
+        ``groups`` lists the tiles of each rank; ``fa`` and ``fb`` their
+        rounded coefficients, ``(tiles, r, T)`` per rank.
         """
-        # The DCT is orthonormal, so a tile is sum_c a_c b_c^T in the 2D DCT
-        # domain: the fits need no transform. The coded mean's error is a
-        # constant, which lands on the (0, 0) coefficient.
-        spectra = self._spectra.copy()
-        spectra[:, 0, 0] += self.tile * (self.means - means)
-        for i in range(REFINE_PASSES):
-            if i % 2 == 0:
-                fb = self._fit(ranks, fa, spectra, step)
-            else:
-                fa = self._fit(ranks, fb, np.swapaxes(spectra, 1, 2), step)
+        if REFINE_PASSES == 0:
+            return fa, fb
+        fa, fb = list(fa), list(fb)
+        for g, idx in enumerate(groups):
+            # The DCT is orthonormal, so a tile is sum_c a_c b_c^T in the 2D
+            # DCT domain: the fits need no transform. The coded mean's error
+            # is a constant, which lands on the (0, 0) coefficient.
+            spectra = self._spectra[idx]
+            spectra[:, 0, 0] += self.tile * (self.means[idx] - means[idx])
+            for i in range(REFINE_PASSES):
+                if i % 2 == 0:
+                    fb[g] = self._fit(fa[g], spectra, step)
+                else:
+                    fa[g] = self._fit(fb[g], np.swapaxes(spectra, 1, 2), step)
         return fa, fb
 
-    def _fit(self, ranks, fixed, spectra, step):
+    @staticmethod
+    def _fit(fixed, spectra, step):
         """Rounded coefficients of the factor that, with ``fixed`` (rounded
-        coefficients of the other factor), fits ``spectra`` best per tile."""
-        out = np.zeros_like(fixed)
-        for r in range(1, self.tile + 1):
-            idx = np.flatnonzero(ranks == r)
-            if idx.size == 0:
-                continue
-            fr = fixed[idx, :r, :] * step
-            gram = fr @ np.swapaxes(fr, 1, 2)
-            # a component whose coefficients all rounded to 0 makes the system singular
-            ridge = 1e-9 * (np.trace(gram, axis1=1, axis2=2)[:, None, None] + 1.0)
-            out[idx, :r, :] = np.rint(np.linalg.solve(gram + ridge * np.eye(r), fr @ spectra[idx]) / step)
-        return out
+        coefficients of the other factor, ``(tiles, r, T)``), fits
+        ``spectra`` best per tile."""
+        r = fixed.shape[1]
+        fr = fixed * step
+        gram = fr @ np.swapaxes(fr, 1, 2)
+        # a component whose coefficients all rounded to 0 makes the system singular
+        ridge = 1e-9 * (np.trace(gram, axis1=1, axis2=2)[:, None, None] + 1.0)
+        if r == 1:  # LAPACK's 1x1 solve, without its per-matrix cost: times the reciprocal
+            return np.rint(fr @ spectra * (1.0 / (gram + ridge)) / step)
+        return np.rint(np.linalg.solve(gram + ridge * np.eye(r), fr @ spectra) / step)
 
     def deblock_strength(self, count: int) -> int:
         """The deblocking strength (see :func:`deblock`) that brings the
@@ -245,13 +308,29 @@ class TiledPlane:
         if count not in self._strengths:
             ranks, dc, a, b, code = self.quantize(count)
             plain = decode_tiled_plane(ranks, dc, a, b, code, self.shape, self.tile)
-            target = self.data.astype(np.float32)
-            best, best_err, best_out = 0, float(np.sum((plain - target) ** 2, dtype=np.float64)), plain
-            for strength in DEBLOCK_CANDIDATES[1:]:
-                out = deblock(plain.copy(), self.tile, strength * code / 1024.0)
-                err = float(np.sum((out - target) ** 2, dtype=np.float64))
-                if err < best_err:
-                    best, best_err, best_out = strength, err, out
+            target = self.data.astype(np.float32, copy=False)
+            thresholds = [strength * code / 1024.0 for strength in DEBLOCK_CANDIDATES]
+
+            vertical = _Borders(plain, self.tile)  # the same for every threshold
+
+            def squared_errors(which):
+                out, scratch = np.empty_like(plain), np.empty_like(plain)
+                errors = []
+                for i in which:
+                    np.copyto(out, plain)
+                    if thresholds[i] > 0:  # deblock(out, ...), its first half gathered once
+                        vertical.smooth(out, thresholds[i])
+                        _Borders(out.T, self.tile).smooth(out.T, thresholds[i])
+                    np.subtract(out, target, out=scratch)
+                    np.square(scratch, out=scratch)
+                    errors.append(float(scratch.sum(dtype=np.float64)))
+                return errors
+
+            errors = _threads.split(squared_errors, len(thresholds), plain.size >= THREADED_DEBLOCK_PIXELS)
+            # the first of the smallest (a stronger filter must do strictly better)
+            best = int(np.argmin(errors))
+            best_out = plain if best == 0 else deblock(plain.copy(), self.tile, thresholds[best])
+            best = DEBLOCK_CANDIDATES[best]
             if len(self._strengths) > 64:
                 self._strengths.clear()
             self._strengths[count] = best
@@ -303,12 +382,11 @@ def decode_tiled_plane(
     step = code / 256.0
     a = np.reshape(a, (-1, tile))
     b = np.reshape(b, (-1, tile))
-    comp = np.arange(tile)
     # Coefficients are stored component-major: all tiles' first vectors, then
     # all second ones... ``start[i]`` is where component i's run begins, and
     # ``pos[i]`` how far the chunks read so far have consumed it.
     per_comp = np.bincount(ranks, minlength=tile + 1)[::-1].cumsum()[::-1][1:]  # tiles with rank > i
-    pos = np.concatenate(([0], np.cumsum(per_comp)[:-1])).astype(np.int64)
+    pos = np.concatenate(([0], np.cumsum(per_comp)[:-1])).astype(np.int64).tolist()
     limit = tile if max_rank is None else min(tile, max_rank)
     per_chunk = max(1, CHUNK_PIXELS // (tile * tile))
     out = np.empty((h, w), dtype=np.float32)
@@ -320,17 +398,28 @@ def decode_tiled_plane(
             c1 = min(tx, c0 + span)
             j = (np.arange(r0, r1)[:, None] * tx + np.arange(c0, c1)[None, :]).ravel()
             rk = ranks[j]
-            keep = comp[:, None] < rk[None, :]  # (T components, m tiles)
-            idx = pos[:, None] + np.cumsum(keep, axis=1) - 1
-            pos += keep.sum(axis=1)
-            keep &= (comp < limit)[:, None]
-            fa = np.zeros((tile, len(j), tile), dtype=np.float64)
-            fb = np.zeros((tile, len(j), tile), dtype=np.float64)
-            fa[keep] = a[idx[keep]] * step
-            fb[keep] = b[idx[keep]] * step
-            ua = idct(np.swapaxes(fa, 0, 1), axis=-1, norm="ortho")  # (m, T comps, T rows)
-            vb = idct(np.swapaxes(fb, 0, 1), axis=-1, norm="ortho")  # (m, T comps, T cols)
-            tiles = np.matmul(np.swapaxes(ua, 1, 2), vb) + (dc[j] * step)[:, None, None]
+            means = dc[j] * step
+            # Tiles of rank 0 are their means; only the others are built
+            # (their vectors, ordered component-major in the file, land at
+            # [tile, component]).
+            active = np.flatnonzero(rk > 0)
+            rk_active = rk[active]
+            kmax = min(limit, int(rk_active.max())) if active.size else 0
+            fa = np.zeros((active.size, kmax, tile), dtype=np.float64)
+            fb = np.zeros((active.size, kmax, tile), dtype=np.float64)
+            for i in range(tile):
+                sel = np.flatnonzero(rk_active > i)
+                if sel.size == 0:
+                    break
+                if i < kmax:
+                    fa[sel, i] = a[pos[i] : pos[i] + sel.size] * step
+                    fb[sel, i] = b[pos[i] : pos[i] + sel.size] * step
+                pos[i] += sel.size
+            ua = idct(fa, axis=-1, norm="ortho")  # (m, T comps, T rows)
+            vb = idct(fb, axis=-1, norm="ortho")  # (m, T comps, T cols)
+            tiles = np.empty((j.size, tile, tile), dtype=np.float64)
+            tiles[:] = means[:, None, None]
+            tiles[active] = np.matmul(np.swapaxes(ua, 1, 2), vb) + means[active, None, None]
             block = tiles.reshape(r1 - r0, c1 - c0, tile, tile).transpose(0, 2, 1, 3)
             block = block.reshape((r1 - r0) * tile, (c1 - c0) * tile)
             y0, x0 = r0 * tile, c0 * tile

@@ -49,6 +49,24 @@ def test_colour_ssim_is_the_mean_of_the_channels(kodak_crop):
         psnr_reference(kodak_crop, decoded), abs=1e-9)
 
 
+def test_ssim_is_the_same_in_two_threads(kodak_crop, monkeypatch):
+    """Large images sum their SSIM strips in two threads: the same number, to the last bit."""
+    from svdk import _threads
+
+    decoded = svdk.decompress(svdk.compress(kodak_crop, rank=6))
+    reference = kodak_crop.astype(np.float32)  # a float plane, as the quality search scores
+    monkeypatch.setattr(_threads, "cores", lambda: 1)
+    alone = (metrics.ssim(kodak_crop, decoded), metrics.Scorer(reference[..., 0]).ssim(decoded[..., 0]))
+    monkeypatch.setattr(_threads, "cores", lambda: 2)
+    monkeypatch.setattr(metrics, "THREADED_PIXELS", 1)
+    monkeypatch.setattr(metrics.Scorer, "STRIP", 7)  # many strips on a small image
+    threaded = (metrics.ssim(kodak_crop, decoded), metrics.Scorer(reference[..., 0]).ssim(decoded[..., 0]))
+    monkeypatch.setattr(_threads, "cores", lambda: 1)
+    assert threaded == (metrics.ssim(kodak_crop, decoded), metrics.Scorer(reference[..., 0]).ssim(decoded[..., 0]))
+    assert threaded[0] == pytest.approx(alone[0], abs=1e-12)
+    assert threaded[0] == pytest.approx(ssim_reference(kodak_crop, decoded), abs=1e-9)
+
+
 def test_known_values():
     a = np.zeros((8, 8), np.uint8)
     b = a.copy()
