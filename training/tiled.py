@@ -31,8 +31,8 @@ given count moves with it):
 The first check's margin (``check_margin`` in ``model.json``) is the 0.75
 quantile of the held-out images' errors in ``log n``.
 
-About 9 minutes on 2 cores shared with other jobs with the labels to
-compute (1,100 images), under a minute with them cached.
+About 4 minutes on 2 quiet cores with the labels to compute (1,100
+images), under a minute with them cached.
 """
 
 from __future__ import annotations
