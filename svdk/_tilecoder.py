@@ -53,7 +53,7 @@ def bucket(c: np.ndarray, buckets: int) -> np.ndarray:
 
 #: Coefficient contexts from this value up all fall in the top bucket, so
 #: :func:`walk` caps them here and a table lookup gives the bucket.
-CONTEXT_CAP = int(_THRESHOLDS[COEF_BUCKETS - 2])
+CONTEXT_CAP = 1 << (COEF_BUCKETS - 2)
 #: The bucket of every capped coefficient context ``0 .. CONTEXT_CAP``.
 COEF_BUCKET_OF = bucket(np.arange(CONTEXT_CAP + 1), COEF_BUCKETS)
 
@@ -158,8 +158,9 @@ def walk(grid: tuple[int, int], tile: int, max_rank: int, code: Code, known=None
     """Visit one plane's integers in stream order; returns ``(ranks, dc, A, B)``.
 
     ``code(group, contexts, values)`` is called once per pass (a coefficient
-    pass gets its contexts capped at :data:`CONTEXT_CAP`, which
-    :data:`COEF_BUCKET_OF` maps to buckets; the other passes get buckets). The encoder
+    pass gets the contexts below capped at :data:`CONTEXT_CAP`, which
+    :data:`COEF_BUCKET_OF` maps to their buckets; the flag and tile-mean
+    passes get their contexts as below). The encoder
     passes ``known = (ranks, dc, A, B)`` and gets each pass's true values as
     ``values``; the decoder passes ``None`` and returns the decoded values.
     Order (the spec in :mod:`svdk.format` says the same):
@@ -352,9 +353,9 @@ def choose(records: list, tile: int) -> Params:
 def _groups(levels: np.ndarray) -> tuple[np.ndarray | None, list[int], list[int]]:
     """The coding order of a pass: ``(order, levels used, their counts)``.
 
-    Symbols are coded a level at a time, levels ascending, each level's in
-    the pass's order: ``order`` lists the positions so (``None`` when one
-    level covers the whole pass).
+    Symbols are coded a level at a time, levels ascending, and within a
+    level in the pass's order. ``order`` is the pass's positions in that
+    coding order (``None`` when one level covers the whole pass).
     """
     lo = int(levels.min())
     if lo == int(levels.max()):

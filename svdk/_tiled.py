@@ -17,9 +17,10 @@ photographs are smooth, so their energy gathers in few coefficients. One step
 coefficients and the tile means of a plane. The encoder then refits each
 factor to the other's rounding by least squares (:meth:`TiledPlane._refine`)
 and picks the strength of the decoder's deblocking filter (:func:`deblock`)
-that brings the plane closest to the original. On a machine with two cores,
-the tile SVDs and the trials of the strengths of a large plane run in two
-threads; the file is the same either way. Entropy coder 3
+that brings the plane closest to the original. On a machine with at least
+two cores, the SVDs of a plane of 1024 tiles or more and the trials of the
+strengths of a plane of 65536 pixels or more run in two threads
+(:mod:`svdk._threads`); the file is the same either way. Entropy coder 3
 (:mod:`svdk._tilecoder`) codes the integers.
 
 See :mod:`svdk.format` for the bytes.
@@ -88,6 +89,8 @@ def deblock(plane: np.ndarray, tile: int, threshold: float) -> np.ndarray:
     (``q1`` only where it is inside the plane). Larger jumps are edges of
     the picture and stay.
     """
+    if tile < 4:  # (the format's smallest tile) p1, p0, q0 and q1 would overlap
+        raise ValueError(f"deblocking needs tiles of at least 4 pixels; got {tile}")
     if threshold > 0:
         _Borders(plane, tile).smooth(plane, threshold)
         _Borders(plane.T, tile).smooth(plane.T, threshold)
@@ -96,9 +99,13 @@ def deblock(plane: np.ndarray, tile: int, threshold: float) -> np.ndarray:
 
 class _Borders:
     """The pixels on both sides of the tile borders across the columns of
-    ``view``, gathered once: :meth:`smooth` writes them back smoothed into
-    ``view`` or into a copy of it (the encoder tries several thresholds on
-    one plane's vertical borders)."""
+    ``view`` (a float plane or its transpose), gathered once.
+
+    :meth:`smooth` writes the smoothed border columns into ``view`` or into
+    any array of its shape that holds the same pixels elsewhere: the
+    encoder gathers a plane's vertical borders once and smooths copies of
+    the plane with several thresholds.
+    """
 
     def __init__(self, view: np.ndarray, tile: int):
         n = view.shape[1]
@@ -139,7 +146,7 @@ THREADED_DEBLOCK_PIXELS = 1 << 16
 def _tile_svds(tiles: np.ndarray):
     """``np.linalg.svd`` of a stack of tiles (a large stack in two halves, in two threads)."""
     n = tiles.shape[0]
-    if n < THREADED_SVD_TILES:
+    if n < THREADED_SVD_TILES or _threads.cores() < 2:
         return np.linalg.svd(tiles)
     halves = (tiles[: n // 2], tiles[n // 2 :])
     parts = _threads.split(lambda which: [np.linalg.svd(halves[i]) for i in which], 2, True)
@@ -261,7 +268,7 @@ class TiledPlane:
         self._last = (count, (ranks, dc, a, b, code))
         return self._last[1]
 
-    def _refine(self, groups, means, fa, fb, step):
+    def _refine(self, indices, means, fa, fb, step):
         """Quantization-aware factors: with the rounded ``A`` fixed, the ``B``
         that best fits each tile (what is left after its coded mean) is solved
         by least squares and rounded; then ``A`` given that ``B``, then ``B``
@@ -269,13 +276,13 @@ class TiledPlane:
         undone by the other, at almost no cost in bits (about 0.2 dB of
         luma PSNR at low rates and 0.5 dB at high ones on Kodak).
 
-        ``groups`` lists the tiles of each rank; ``fa`` and ``fb`` their
-        rounded coefficients, ``(tiles, r, T)`` per rank.
+        ``indices`` lists the tiles of each rank present; ``fa`` and ``fb``
+        their rounded coefficients, ``(tiles, r, T)`` per rank.
         """
         if REFINE_PASSES == 0:
             return fa, fb
         fa, fb = list(fa), list(fb)
-        for g, idx in enumerate(groups):
+        for g, idx in enumerate(indices):
             # The DCT is orthonormal, so a tile is sum_c a_c b_c^T in the 2D
             # DCT domain: the fits need no transform. The coded mean's error
             # is a constant, which lands on the (0, 0) coefficient.
@@ -298,7 +305,10 @@ class TiledPlane:
         gram = fr @ np.swapaxes(fr, 1, 2)
         # a component whose coefficients all rounded to 0 makes the system singular
         ridge = 1e-9 * (np.trace(gram, axis1=1, axis2=2)[:, None, None] + 1.0)
-        if r == 1:  # LAPACK's 1x1 solve, without its per-matrix cost: times the reciprocal
+        if r == 1:
+            # a 1x1 system: times the reciprocal of its coefficient, which is
+            # what OpenBLAS's solve (NumPy's wheels on Linux, Windows and
+            # Intel Macs) computes, without its per-matrix cost
             return np.rint(fr @ spectra * (1.0 / (gram + ridge)) / step)
         return np.rint(np.linalg.solve(gram + ridge * np.eye(r), fr @ spectra) / step)
 
@@ -309,7 +319,8 @@ class TiledPlane:
             ranks, dc, a, b, code = self.quantize(count)
             plain = decode_tiled_plane(ranks, dc, a, b, code, self.shape, self.tile)
             target = self.data.astype(np.float32, copy=False)
-            thresholds = [strength * code / 1024.0 for strength in DEBLOCK_CANDIDATES]
+            strengths = (0, *DEBLOCK_CANDIDATES[1:])  # "off" always first
+            thresholds = [strength * code / 1024.0 for strength in strengths]
 
             vertical = _Borders(plain, self.tile)  # the same for every threshold
 
@@ -330,7 +341,7 @@ class TiledPlane:
             # the first of the smallest (a stronger filter must do strictly better)
             best = int(np.argmin(errors))
             best_out = plain if best == 0 else deblock(plain.copy(), self.tile, thresholds[best])
-            best = DEBLOCK_CANDIDATES[best]
+            best = strengths[best]
             if len(self._strengths) > 64:
                 self._strengths.clear()
             self._strengths[count] = best
@@ -383,8 +394,8 @@ def decode_tiled_plane(
     a = np.reshape(a, (-1, tile))
     b = np.reshape(b, (-1, tile))
     # Coefficients are stored component-major: all tiles' first vectors, then
-    # all second ones... ``start[i]`` is where component i's run begins, and
-    # ``pos[i]`` how far the chunks read so far have consumed it.
+    # all second ones... ``pos[i]`` is where the next chunk's vectors of
+    # component i begin.
     per_comp = np.bincount(ranks, minlength=tile + 1)[::-1].cumsum()[::-1][1:]  # tiles with rank > i
     pos = np.concatenate(([0], np.cumsum(per_comp)[:-1])).astype(np.int64).tolist()
     limit = tile if max_rank is None else min(tile, max_rank)

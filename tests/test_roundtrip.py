@@ -406,9 +406,9 @@ def test_encoding_is_deterministic_in_a_fresh_process(kodak_crop, tmp_path, thre
 
 @pytest.mark.parametrize("options", [{"quality": "ssim:0.9"}, {"quality": "psnr:36", "tile_size": 4}])
 def test_tiled_files_do_not_depend_on_the_encoder_threads(kodak_crop, monkeypatch, options):
-    """On two cores the tiled encoder splits its tile SVDs, deblocking trials
-    and SSIM strips between two threads; the same image gives the same file
-    on one core."""
+    """On two or more cores the tiled encoder splits its tile SVDs,
+    deblocking trials and SSIM strips between two threads; the same image
+    gives the same file on one core."""
     from svdk import _threads, _tiled, metrics
 
     monkeypatch.setattr(_threads, "cores", lambda: 1)
@@ -419,6 +419,28 @@ def test_tiled_files_do_not_depend_on_the_encoder_threads(kodak_crop, monkeypatc
     monkeypatch.setattr(_tiled, "THREADED_DEBLOCK_PIXELS", 1)
     monkeypatch.setattr(metrics, "THREADED_PIXELS", 1)
     assert svdk.compress(kodak_crop, tiled=True, **options) == alone
+
+
+def test_thread_splits_nest_and_pass_errors_on(monkeypatch):
+    from svdk import _threads
+
+    monkeypatch.setattr(_threads, "cores", lambda: 2)
+
+    def inner(which):
+        return [i * i for i in which]
+
+    def outer(which):  # each item splits again, as a caller inside a worker might
+        return [sum(_threads.split(inner, i + 2, True)) for i in which]
+
+    assert _threads.split(outer, 5, True) == [sum(j * j for j in range(i + 2)) for i in range(5)]
+
+    def fails(which):
+        if 0 in which:
+            raise ZeroDivisionError("in the second thread")
+        return list(which)
+
+    with pytest.raises(ZeroDivisionError, match="second thread"):
+        _threads.split(fails, 4, True)
 
 
 # ----------------------------------------------------------------------------
