@@ -10,6 +10,10 @@ returning: no pool outlives a call, so nested or concurrent calls cannot
 wait on each other, and a process that forks has no threads of svdk's
 running. Starting a thread costs well under a millisecond, against
 milliseconds of work per call.
+
+A program that runs several encodes at once (the app, svdk's process
+pools) sets ``SVDK_NUM_THREADS=1``: a second thread per encode would only
+compete with its own.
 """
 
 from __future__ import annotations
@@ -27,12 +31,30 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+#: The environment variable that limits svdk to one thread per call ("1").
+ENV = "SVDK_NUM_THREADS"
+
+
+def threads() -> int:
+    """Threads one call of svdk may use: 2 on a machine with two or more
+    cores, 1 where ``SVDK_NUM_THREADS`` is 1."""
+    value = os.environ.get(ENV, "").strip()
+    limit = 2
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            from ._errors import OptionError
+
+            raise OptionError(f"{ENV} must be a whole number of at least 1; got {value!r}")
+        limit = int(value)
+    return min(limit, 2, cores())
+
+
 def split(work: Callable[[range], list], n: int, large: bool) -> list:
     """``work(range(n))``, with the first half of the items in a second
-    thread and the rest in this one when ``large`` and the machine has at
-    least two cores. ``work`` returns a list with one result per item; an
+    thread and the rest in this one when ``large`` and :func:`threads`
+    allows two. ``work`` returns a list with one result per item; an
     exception in either half is raised here."""
-    if not large or n < 2 or cores() < 2:
+    if threads() < 2 or not large or n < 2:  # (the setting checked on every call)
         return work(range(n))
     half = (n + 1) // 2
     box: dict = {}

@@ -20,7 +20,8 @@ and picks the strength of the decoder's deblocking filter (:func:`deblock`)
 that brings the plane closest to the original. On a machine with at least
 two cores, the SVDs of a plane of 1024 tiles or more and the trials of the
 strengths of a plane of 65536 pixels or more run in two threads
-(:mod:`svdk._threads`); the file is the same either way. Entropy coder 3
+(:mod:`svdk._threads`; ``SVDK_NUM_THREADS=1`` keeps them in one); the file
+is the same either way. Entropy coder 3
 (:mod:`svdk._tilecoder`) codes the integers.
 
 See :mod:`svdk.format` for the bytes.
@@ -146,7 +147,7 @@ THREADED_DEBLOCK_PIXELS = 1 << 16
 def _tile_svds(tiles: np.ndarray):
     """``np.linalg.svd`` of a stack of tiles (a large stack in two halves, in two threads)."""
     n = tiles.shape[0]
-    if n < THREADED_SVD_TILES or _threads.cores() < 2:
+    if n < THREADED_SVD_TILES or _threads.threads() < 2:
         return np.linalg.svd(tiles)
     halves = (tiles[: n // 2], tiles[n // 2 :])
     parts = _threads.split(lambda which: [np.linalg.svd(halves[i]) for i in which], 2, True)

@@ -156,6 +156,20 @@ def _call(func: Callable, item: Any) -> Any:
         return _failure(exc)
 
 
+def _worker_threads() -> str:
+    """``SVDK_NUM_THREADS`` for pool workers: the caller's, else 1 (the
+    workers already fill the cores; svdk's own second thread would compete)."""
+    return os.environ.get("SVDK_NUM_THREADS", "1")
+
+
+def _call_in_worker(func: Callable, item: Any, threads: str) -> Any:
+    """:func:`_call` in a pool's worker process, with ``SVDK_NUM_THREADS``
+    set to the caller's :func:`_worker_threads` (workers may outlive a
+    change of the caller's environment)."""
+    os.environ["SVDK_NUM_THREADS"] = threads
+    return _call(func, item)
+
+
 def map_images(
     func: Callable[[Any], Any],
     items: Sequence[Any],
@@ -274,6 +288,7 @@ def _pool(func, items, jobs: int, retries: int):
     that only the item that kills its worker uses up its ``retries``.
     """
     todo = list(range(len(items)))  # in order, not yet submitted
+    threads = _worker_threads()
     attempts = [0] * len(items)
     while todo:
         pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=_context())
@@ -286,7 +301,7 @@ def _pool(func, items, jobs: int, retries: int):
                     if running and (attempts[todo[0]] > 0 or any(attempts[i] > 1 for i in running.values())):
                         break
                     try:
-                        future = pool.submit(_call, func, items[todo[0]])
+                        future = pool.submit(_call_in_worker, func, items[todo[0]], threads)
                     except BrokenProcessPool:  # a worker died before a future said so
                         broken = True
                         break
@@ -424,9 +439,10 @@ def _ray(func, items, jobs: int | None, address: str | None):
         context.enable_progress_bars = False
         rows = [{"index": i, "item": pickle.dumps(item)} for i, item in enumerate(items)]
         ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), 2000))
+        threads = _worker_threads()
 
         def step(row: dict) -> dict:
-            value = _call(func, pickle.loads(row["item"]))
+            value = _call_in_worker(func, pickle.loads(row["item"]), threads)
             return {"index": row["index"], "value": pickle.dumps(value)}
 
         ds = ds.map(step, num_cpus=1, concurrency=jobs)

@@ -144,6 +144,21 @@ def test_a_ray_worker_killed_mid_run_is_retried(tmp_path, local_ray):
     assert sorted(finished) == list(range(6))
 
 
+def _svdk_threads(_item) -> str:
+    from svdk import _threads
+
+    return f"{os.environ.get('SVDK_NUM_THREADS')} {_threads.threads()}"
+
+
+def test_pool_workers_keep_svdk_to_one_thread_each(monkeypatch):
+    """The workers fill the cores; svdk's own second thread would compete with them."""
+    monkeypatch.delenv("SVDK_NUM_THREADS", raising=False)
+    assert {v for _, v in map_images(_svdk_threads, range(3), jobs=2)} == {"1 1"}
+    monkeypatch.setenv("SVDK_NUM_THREADS", "2")  # a caller's own setting is kept
+    assert {v.split()[0] for _, v in map_images(_svdk_threads, range(3), jobs=2)} == {"2"}
+    assert "SVDK_NUM_THREADS" not in os.environ or os.environ["SVDK_NUM_THREADS"] == "2"
+
+
 def test_bad_engine_settings_are_engine_errors():
     with pytest.raises(EngineError, match="at least 1; got 0"):
         list(map_images(abs, [1], jobs=0))

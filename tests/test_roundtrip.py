@@ -8,6 +8,7 @@ import lzma
 import os
 import subprocess
 import sys
+import threading
 import warnings
 import zlib
 
@@ -441,6 +442,25 @@ def test_thread_splits_nest_and_pass_errors_on(monkeypatch):
 
     with pytest.raises(ZeroDivisionError, match="second thread"):
         _threads.split(fails, 4, True)
+
+
+def test_svdk_num_threads_keeps_the_encoder_to_one_thread(kodak_crop, monkeypatch):
+    from svdk import _threads
+
+    monkeypatch.setattr(_threads, "cores", lambda: 2)
+    seen = []
+
+    def work(which):
+        seen.append(threading.current_thread() is threading.main_thread())
+        return list(which)
+
+    monkeypatch.setenv("SVDK_NUM_THREADS", "1")
+    assert _threads.split(work, 4, True) == [0, 1, 2, 3] and seen == [True]
+    monkeypatch.setenv("SVDK_NUM_THREADS", "2")
+    assert _threads.split(work, 4, True) == [0, 1, 2, 3] and sorted(seen) == [False, True, True]
+    monkeypatch.setenv("SVDK_NUM_THREADS", "two")
+    with pytest.raises(svdk.OptionError, match="SVDK_NUM_THREADS must be a whole number"):
+        svdk.compress(kodak_crop, tiled=True, quality="ssim:0.9")
 
 
 # ----------------------------------------------------------------------------
