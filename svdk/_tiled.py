@@ -237,8 +237,9 @@ class TiledPlane:
         The last result is kept: a search scores and then packs the same
         count.
         """
-        if self._last is not None and self._last[0] == count:
-            return self._last[1]
+        last = self._last  # read once: another thread may pack another count
+        if last is not None and last[0] == count:
+            return last[1]
         ranks = self.ranks(count)
         code = self.step_code(count)
         step = code / 256.0
@@ -266,8 +267,9 @@ class TiledPlane:
         empty = np.zeros((0, self.tile))
         a = np.concatenate(a).astype(np.int64) if a else empty.astype(np.int64)
         b = np.concatenate(b).astype(np.int64) if b else empty.astype(np.int64)
-        self._last = (count, (ranks, dc, a, b, code))
-        return self._last[1]
+        result = (ranks, dc, a, b, code)
+        self._last = (count, result)
+        return result
 
     def _refine(self, indices, means, fa, fb, step):
         """Quantization-aware factors: with the rounded ``A`` fixed, the ``B``
@@ -316,44 +318,47 @@ class TiledPlane:
     def deblock_strength(self, count: int) -> int:
         """The deblocking strength (see :func:`deblock`) that brings the
         decoded plane at ``count`` closest to the original, in squared error."""
-        if count not in self._strengths:
-            ranks, dc, a, b, code = self.quantize(count)
-            plain = decode_tiled_plane(ranks, dc, a, b, code, self.shape, self.tile)
-            target = self.data.astype(np.float32, copy=False)
-            strengths = (0, *DEBLOCK_CANDIDATES[1:])  # "off" always first
-            thresholds = [strength * code / 1024.0 for strength in strengths]
+        known = self._strengths.get(count)  # (the caches are read once: the app packs from two threads)
+        if known is not None:
+            return known
+        ranks, dc, a, b, code = self.quantize(count)
+        plain = decode_tiled_plane(ranks, dc, a, b, code, self.shape, self.tile)
+        target = self.data.astype(np.float32, copy=False)
+        strengths = (0, *DEBLOCK_CANDIDATES[1:])  # "off" always first
+        thresholds = [strength * code / 1024.0 for strength in strengths]
 
-            vertical = _Borders(plain, self.tile)  # the same for every threshold
+        vertical = _Borders(plain, self.tile)  # the same for every threshold
 
-            def squared_errors(which):
-                out, scratch = np.empty_like(plain), np.empty_like(plain)
-                errors = []
-                for i in which:
-                    np.copyto(out, plain)
-                    if thresholds[i] > 0:  # deblock(out, ...), its first half gathered once
-                        vertical.smooth(out, thresholds[i])
-                        _Borders(out.T, self.tile).smooth(out.T, thresholds[i])
-                    np.subtract(out, target, out=scratch)
-                    np.square(scratch, out=scratch)
-                    errors.append(float(scratch.sum(dtype=np.float64)))
-                return errors
+        def squared_errors(which):
+            out, scratch = np.empty_like(plain), np.empty_like(plain)
+            errors = []
+            for i in which:
+                np.copyto(out, plain)
+                if thresholds[i] > 0:  # deblock(out, ...), its first half gathered once
+                    vertical.smooth(out, thresholds[i])
+                    _Borders(out.T, self.tile).smooth(out.T, thresholds[i])
+                np.subtract(out, target, out=scratch)
+                np.square(scratch, out=scratch)
+                errors.append(float(scratch.sum(dtype=np.float64)))
+            return errors
 
-            errors = _threads.split(squared_errors, len(thresholds), plain.size >= THREADED_DEBLOCK_PIXELS)
-            # the first of the smallest (a stronger filter must do strictly better)
-            best = int(np.argmin(errors))
-            best_out = plain if best == 0 else deblock(plain.copy(), self.tile, thresholds[best])
-            best = strengths[best]
-            if len(self._strengths) > 64:
-                self._strengths.clear()
-            self._strengths[count] = best
-            self._decoded = (count, best_out)
-        return self._strengths[count]
+        errors = _threads.split(squared_errors, len(thresholds), plain.size >= THREADED_DEBLOCK_PIXELS)
+        # the first of the smallest (a stronger filter must do strictly better)
+        best = int(np.argmin(errors))
+        best_out = plain if best == 0 else deblock(plain.copy(), self.tile, thresholds[best])
+        best = strengths[best]
+        if len(self._strengths) > 64:
+            self._strengths.clear()
+        self._strengths[count] = best
+        self._decoded = (count, best_out)
+        return best
 
     def reconstruct(self, count: int) -> np.ndarray:
         """The float plane the file at ``count`` decodes to (deblocked as the header will say)."""
         strength = self.deblock_strength(count)
-        if self._decoded is not None and self._decoded[0] == count:
-            return self._decoded[1]
+        decoded = self._decoded  # read once, as in quantize
+        if decoded is not None and decoded[0] == count:
+            return decoded[1]
         ranks, dc, a, b, code = self.quantize(count)
         return decode_tiled_plane(ranks, dc, a, b, code, self.shape, self.tile, deblock_strength=strength)
 
