@@ -56,14 +56,9 @@ def load_rgb(path: Path) -> np.ndarray:
 
 
 def _cpu_model() -> str | None:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
+    from svdk.bench import cpu_model
+
+    return cpu_model() or platform.processor() or None
 
 
 def _git() -> dict:

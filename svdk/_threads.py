@@ -22,13 +22,7 @@ import os
 import threading
 from typing import Callable
 
-
-def cores() -> int:
-    """Cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+from .engine import usable_cores as cores
 
 
 #: The environment variable that limits svdk to one thread per call ("1").

@@ -80,7 +80,7 @@ def _from_tiles(tiles: np.ndarray, h: int, w: int, tile: int) -> np.ndarray:
 DEBLOCK_CANDIDATES = (0, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 
 
-def deblock(plane: np.ndarray, tile: int, threshold: float) -> np.ndarray:
+def deblock(plane: np.ndarray, tile: int, threshold: float, vertical: "_Borders | None" = None) -> np.ndarray:
     """Smooth small jumps across tile borders, in place; returns ``plane``.
 
     First across the vertical borders, then across the horizontal ones: at
@@ -89,11 +89,15 @@ def deblock(plane: np.ndarray, tile: int, threshold: float) -> np.ndarray:
     ``q0`` by ``3 d / 8`` towards each other and ``p1`` and ``q1`` by ``d / 8``
     (``q1`` only where it is inside the plane). Larger jumps are edges of
     the picture and stay.
+
+    ``vertical``: the vertical borders of ``plane`` gathered beforehand
+    (:class:`_Borders`), when ``plane`` holds the pixels they were gathered
+    from.
     """
     if tile < 4:  # (the format's smallest tile) p1, p0, q0 and q1 would overlap
         raise ValueError(f"deblocking needs tiles of at least 4 pixels; got {tile}")
     if threshold > 0:
-        _Borders(plane, tile).smooth(plane, threshold)
+        (vertical if vertical is not None else _Borders(plane, tile)).smooth(plane, threshold)
         _Borders(plane.T, tile).smooth(plane.T, threshold)
     return plane
 
@@ -334,9 +338,7 @@ class TiledPlane:
             errors = []
             for i in which:
                 np.copyto(out, plain)
-                if thresholds[i] > 0:  # deblock(out, ...), its first half gathered once
-                    vertical.smooth(out, thresholds[i])
-                    _Borders(out.T, self.tile).smooth(out.T, thresholds[i])
+                deblock(out, self.tile, thresholds[i], vertical)
                 np.subtract(out, target, out=scratch)
                 np.square(scratch, out=scratch)
                 errors.append(float(scratch.sum(dtype=np.float64)))

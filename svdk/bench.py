@@ -74,6 +74,7 @@ from .engine import add_options, check_options, positive_int
 
 __all__ = [
     "CODECS",
+    "cpu_model",
     "BD_RANGES",
     "BD_METRICS",
     "BenchError",
@@ -651,18 +652,25 @@ def run(
     return summary
 
 
+def cpu_model() -> str | None:
+    """The processor's model name from ``/proc/cpuinfo`` (None where there is none: not Linux).
+
+    Results files record it beside the figures measured on that machine.
+    """
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
 def _machine() -> dict:
     import PIL
     import skimage
 
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model() or ""
     from . import __version__
 
     return {

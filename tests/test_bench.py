@@ -819,3 +819,12 @@ def test_the_chart_keeps_one_colour_per_codec_and_shows_ms_ssim_in_db(anchors_ru
     # without MS-SSIM (image "a" has none, so no mean): two panels
     fig = bench.chart(full_run["results"])
     assert [a.text for a in fig.layout.annotations] == ["PSNR-RGB", "SSIM"]
+
+
+def test_cpu_model_is_the_first_model_name_of_proc_cpuinfo():
+    from svdk.bench import cpu_model
+
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text().splitlines() if info.exists() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    assert cpu_model() == (names[0] if names else None)

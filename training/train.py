@@ -218,14 +218,9 @@ def _resolution_exponent(tv_items, store, targets) -> tuple[list[float], dict]:
 
 def machine() -> dict:
     """The machine a figure was measured on: CPU model, cores, Python."""
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from svdk.bench import cpu_model
+
+    cpu = cpu_model() or platform.processor()
     return {"cpu": cpu or "unknown", "cpu_count": os.cpu_count(), "python": platform.python_version()}
 
 
