@@ -310,19 +310,24 @@ def choose(records: list, tile: int) -> Params:
     """The parameters that code one plane's recorded passes in the fewest bits."""
     nl = _entropy.NUM_LEVELS
     top = _entropy.MAX_RADIUS
-    flag_counts = np.zeros((FLAG_CONTEXTS, 2))
-    hists = {}
+    # histograms of (bucket, magnitude) per group of passes, counted in one go per group
+    flags, parts, buckets = [], {}, {}
     for group, ctx, values in records:
         if group[0] == "flag":
-            np.add.at(flag_counts, (ctx, values), 1)
+            flags.append(ctx * 2 + values)
             continue
         if group[0] == "dc":
-            nb = DC_BUCKETS
+            key, nb = ("dc",), DC_BUCKETS
         else:
-            nb, ctx = COEF_BUCKETS, COEF_BUCKET_OF[ctx]
-        h = np.bincount(ctx * (top + 1) + np.minimum(np.abs(values), top), minlength=nb * (top + 1))
-        key = group if group[0] == "coef" else ("dc",)
-        hists[key] = hists.get(key, 0) + h.reshape(nb, top + 1)
+            key, nb, ctx = group, COEF_BUCKETS, COEF_BUCKET_OF[ctx]
+        parts.setdefault(key, []).append(ctx * (top + 1) + np.minimum(np.abs(values), top))
+        buckets[key] = nb
+    hists = {
+        key: np.bincount(np.concatenate(p), minlength=buckets[key] * (top + 1)).reshape(buckets[key], top + 1)
+        for key, p in parts.items()
+    }
+    both = np.concatenate(flags) if flags else np.zeros(0, dtype=np.int64)
+    flag_counts = np.bincount(both, minlength=FLAG_CONTEXTS * 2).reshape(FLAG_CONTEXTS, 2).astype(np.float64)
     flag = np.argmin(flag_counts @ _flag_costs(), axis=1)
     dc = np.argmin(_histogram_cost(hists[("dc",)]), axis=1)
     cost_coef = np.zeros((2, tile, COEF_BUCKETS, nl))
