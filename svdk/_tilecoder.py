@@ -362,13 +362,12 @@ def _groups(levels: np.ndarray) -> tuple[np.ndarray | None, list[int], list[int]
     level in the pass's order. ``order`` is the pass's positions in that
     coding order (``None`` when one level covers the whole pass).
     """
-    lo = int(levels.min())
-    if lo == int(levels.max()):
-        return None, [lo], [levels.size]
-    small = levels.astype(np.uint8)  # levels are below 256: a radix sort
-    order = np.argsort(small, kind="stable")
+    small = levels if levels.dtype == np.uint8 else levels.astype(np.uint8)  # levels are below 256
     counts = np.bincount(small)
-    used = np.flatnonzero(counts)
+    used = counts.nonzero()[0]
+    if used.size == 1:
+        return None, used.tolist(), [levels.size]
+    order = np.argsort(small, kind="stable")  # (a radix sort)
     return order, used.tolist(), counts[used].tolist()
 
 
@@ -442,15 +441,16 @@ class Decoder:
             if ctx.size == 0:
                 return np.zeros(0, dtype=np.int64)
             order, used, counts = _groups(params.levels(group, ctx))
+            model = _flag_model if flag else _entropy._model  # (what _model picks)
             try:
-                parts = [decode(_model(group, level), count) for level, count in zip(used, counts)]
+                parts = [decode(model(level), count) for level, count in zip(used, counts)]
             except Exception as exc:
                 raise FormatError(f"the entropy-coded data end early or are invalid: {exc}") from None
             x = (parts[0] if len(parts) == 1 else np.concatenate(parts)).astype(np.int64)
             if not flag:
                 r = radii[used[0]] if len(used) == 1 else np.repeat(radii[used], counts)
                 x -= r
-                ends = np.flatnonzero((x == r) | (x == -r))  # escapes
+                ends = ((x == r) | (x == -r)).nonzero()[0]  # escapes
                 if ends.size:
                     x[ends] += np.sign(x[ends]) * self._escapes(ends.size)
             if order is None:
