@@ -203,10 +203,26 @@ def _input(config: dict) -> tuple[str, str]:
         of = "the image at its native size"
     pool = config.get("pool", "?")
     trunk = config.get("trunk", "?")
+    members = config.get("ensemble")
+    if members:
+        with_features = [f"`{m['run']}`" for m in members if m.get("features")]
+        names = ", ".join(f"`{m['run']}`" for m in members)
+        reads = (
+            f"It is {len(members)} such networks trained apart ({names}) "
+            f"whose `log k` it averages. Each reads {layout['count']} grayscale {layout['size']}x{layout['size']} "
+            f"patches of the luma ({side}x{side} grid, edge to edge, of {of}), runs one shared convolutional trunk "
+            f"(`{trunk}`) over each patch and pools across patches (`{pool}`)"
+            + (f"; {' and '.join(with_features)} also reads eight hand-crafted scikit-image features of the "
+               "256x256 luma." if with_features else ".")
+        )
+    else:
+        reads = (
+            f"It reads {layout['count']} grayscale {layout['size']}x{layout['size']} patches of the luma ({side}x{side} "
+            f"grid, edge to edge, of {of}){features}, runs one shared convolutional trunk (`{trunk}`) over each patch "
+            f"and pools across patches (`{pool}`)."
+        )
     return (
-        f"It reads {layout['count']} grayscale {layout['size']}x{layout['size']} patches of the luma ({side}x{side} "
-        f"grid, edge to edge, of {of}){features}, runs one shared convolutional trunk (`{trunk}`) over each patch "
-        f"and pools across patches (`{pool}`).",
+        reads,
         f"{layout['count']} patches of {layout['size']}x{layout['size']} luma in [0, 1]; `patches` records the layout "
         f"({side}x{side} {layout['sampling']} of {of}), and svdk refuses a model whose layout it cannot cut",
     )
@@ -221,6 +237,27 @@ def render_card(repo_id: str, config: dict, metrics: dict, rd: dict, report: dic
     latency = metrics.get("latency")
     machine = metrics.get("machine") or {}
     cv_line, cv_table = _cv(metrics.get("cv"))
+    members = metrics.get("members") or []
+    if members:  # an average of runs (python -m training.ensemble): their training, their CV
+        trained_line = (
+            f"Joined with `{metrics.get('command')}` (nothing fitted: the members' weights, an unweighted mean). "
+            + " ".join(
+                f"`{m['run']}` was trained with `{m.get('command')}` ({m.get('final_epochs', '?')} epochs in the "
+                "final fit on train+val)."
+                for m in members
+            )
+        )
+        cv_line = "not run for the average"
+        cv_table = "The members' folds kept no predictions, so the average has no cross-validation figure. " + " ".join(
+            f"`{m['run']}`: {_num((m.get('cv') or {}).get('0.90', {}).get('mae_k_mean'))} at 0.90"
+            f" ({m.get('cv_folds_run') or 'no folds'})."
+            for m in members
+        )
+    else:
+        trained_line = (
+            f"Trained with `{metrics.get('command', 'python -m training.train')}` "
+            f"({metrics.get('final_epochs', '?')} epochs in the final fit on train+val)."
+        )
     values = {
         "repo_id": repo_id,
         "arch": config.get("arch", "small"),
@@ -246,8 +283,7 @@ def render_card(repo_id: str, config: dict, metrics: dict, rd: dict, report: dic
             if limit
             else ""
         ),
-        "command": metrics.get("command", "python -m training.train"),
-        "final_epochs": metrics.get("final_epochs", "?"),
+        "trained_line": trained_line,
         "n_test": n_test,
         "test_table": _test_table(metrics["test"]),
         "cv_line": cv_line,

@@ -9,6 +9,7 @@ The test marked ``network`` publishes to the real Hub and runs only with
 from __future__ import annotations
 
 import json
+import math
 import logging
 import os
 import shutil
@@ -251,8 +252,12 @@ def test_model_card_is_filled_from_the_run(hub, published, run_dir):
     assert f"| 0.90 | {cv['mae_k_mean']:.1f} ± {cv['mae_k_std']:.1f} |" in card
     assert f"| 0.90 | {metrics['test']['0.90']['mae_k']:.1f} |" in card
     assert "BSDS500" in card and "300 train+val images (600 with" in card
-    layout = json.loads((run_dir / "model.json").read_text())["patches"]
-    assert f"It reads {layout['count']} grayscale 64x64 patches of the luma" in card
+    config = json.loads((run_dir / "model.json").read_text())
+    layout = config["patches"]
+    # the shipped model averages two patch networks (python -m training.ensemble)
+    names = ", ".join(f"`{m['run']}`" for m in config["ensemble"])
+    assert f"It is 2 such networks trained apart ({names}) whose `log k` it averages" in card
+    assert f"Each reads {layout['count']} grayscale 64x64 patches of the luma" in card
     assert "`patches` records the layout" in card
     for name in ("constant", "energy", "features"):
         assert f"| {name} | " in card
@@ -280,6 +285,29 @@ def _rd_summary(**ours) -> dict:
     row.update(bd_psnr_db=-1.0, **ours)
     return {"reference": "jpeg", "bd_range_bpp": [0.25, 1.0], "codecs": {RD_CODEC: row, RD_REFERENCE: jpeg},
             "images": ["a.png", "b.png", "c.png"], "command": "svdk bench somewhere"}
+
+
+def test_card_of_an_average_names_its_members_their_training_and_their_folds(run_dir):
+    from hub.card import render_card
+
+    config = json.loads((run_dir / "model.json").read_text())
+    metrics = {**json.loads((run_dir / "metrics.json").read_text()), "cv": None, "final_epochs": None,
+               "command": "python -m training.ensemble runs/a runs/b --out runs/ab"}
+    metrics["members"] = [
+        {"run": "a", "features": False, "command": "python -m training.train --out runs/a", "final_epochs": 25,
+         "cv": {"0.90": {"mae_k_mean": 11.1, "mae_k_std": math.nan, "folds": [11.1]}}, "cv_folds_run": "1 of 5"},
+        {"run": "b", "features": True, "command": "python -m training.train --features --out runs/b",
+         "final_epochs": 18, "cv": None, "cv_folds_run": None},
+    ]
+    config = {**config, "ensemble": [{"run": "a", "features": False}, {"run": "b", "features": True}]}
+    card = render_card("me/avg", config, metrics, _rd_summary())
+    assert "It is 2 such networks trained apart (`a`, `b`) whose `log k` it averages" in card
+    assert "`b` also reads eight hand-crafted scikit-image features" in card
+    assert "Joined with `python -m training.ensemble runs/a runs/b --out runs/ab`" in card
+    assert "`a` was trained with `python -m training.train --out runs/a` (25 epochs" in card
+    assert "`b` was trained with `python -m training.train --features --out runs/b` (18 epochs" in card
+    assert "(not run for the average)" in card and "`a`: 11.1 at 0.90 (1 of 5). `b`: n/a at 0.90 (no folds)." in card
+    assert "None" not in card.split("## Training data", 1)[1].split("## Baselines", 1)[0]
 
 
 def test_card_jpeg_figures_say_behind_only_when_behind_at_every_rate():

@@ -194,6 +194,46 @@ def test_patch_network_trains_and_records_its_layout(tmp_path):
     assert main(["--arch", "patch", "--patches", "10", "--data", str(data), "--out", str(out)]) == 2
 
 
+def test_two_patch_runs_join_into_one_model_averaging_their_log_k(tmp_path, capsys):
+    """training.ensemble: one model whose log k is the mean of its members', which svdk loads like any
+    rank predictor (LiteRT and Keras); runs that read different patch layouts are refused."""
+    pytest.importorskip("keras")
+    pytest.importorskip("datasets")
+    from svdk.predictor import PatchLayout, RankPredictor
+    from training.ensemble import main as join_runs
+    from training.train import main
+
+    data = tmp_path / "bsds"
+    _tiny_bsds(data)
+    common = ["--arch", "patch", "--patches", "4", "--resolution", "native", "--data", str(data), "--folds", "0",
+              "--epochs", "1", "--batch", "8", "--processes", "1", "--cache", str(tmp_path / "cache"),
+              "--no-latency"]
+    assert main([*common, "--out", str(tmp_path / "pixels")]) == 0
+    assert main([*common, "--features", "--seed", "1", "--out", str(tmp_path / "features")]) == 0
+    out = tmp_path / "joined"
+    rc = join_runs([str(tmp_path / "pixels"), str(tmp_path / "features"), "--data", str(data), "--cache",
+                    str(tmp_path / "cache"), "--area", "5000", "--out", str(out), "--no-latency"])
+    assert rc == 0, capsys.readouterr().err
+    config = json.loads((out / "model.json").read_text())
+    assert [m["run"] for m in config["ensemble"]] == ["pixels", "features"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["test"]) == {"0.80", "0.85", "0.90", "0.95", "0.98"} and metrics["cv"] is None
+
+    image = data / "test" / "test0.jpg"
+    members = [RankPredictor.load(tmp_path / name / "model.keras") for name in ("pixels", "features")]
+    joined = RankPredictor.load(out / "model.keras")
+    assert joined.layout == PatchLayout(count=4, resolution="native", area=5000) and joined.features
+    # the members read the photo resized to the joined model's area (the test images are 48x40)
+    wanted = np.mean([m.run(joined.inputs(image)[: len(m.inputs(image))]) for m in members], axis=0)
+    np.testing.assert_allclose(joined.run(joined.inputs(image)), wanted, atol=1e-4)
+    keras_joined = RankPredictor.load(out / "model.keras", runtime="keras")
+    np.testing.assert_allclose(keras_joined.log_ranks(image), joined.log_ranks(image), atol=1e-4)
+
+    assert main([*common, "--patches", "9", "--out", str(tmp_path / "nine")]) == 0
+    assert join_runs([str(tmp_path / "pixels"), str(tmp_path / "nine"), "--out", str(tmp_path / "bad")]) == 2
+    assert "differ in patches" in capsys.readouterr().err
+
+
 def test_training_without_data_says_where_to_get_it(tmp_path, capsys):
     from training.train import main
 

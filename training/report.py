@@ -30,6 +30,7 @@ MODELS = (
     "patch", "patch-features",  # patches of the native image (the resolution measured best)
     "patch-work", "patch-features-work",  # patches of the 256x256 version
     "patch-seed",  # the seed network's body as the trunk
+    "patch-ensemble",  # patch and patch-features, their log k averaged (python -m training.ensemble)
 )
 #: At SSIM 0.90 on the test split: the MAE in k as a multiple of the constant baseline's, for a model on
 #: pixels alone and one with the hand-crafted features; and one prediction's latency in ms.

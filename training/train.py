@@ -412,15 +412,21 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {**machine(), "tf_threads": args.threads},
         "label_code_hash": code_hash(TARGETS),
     }
+    write_metrics(out, name, metrics)
+    return 0
+
+
+def write_metrics(out: Path, name: str, metrics: dict) -> None:
+    """Write a run's ``metrics.json`` into ``out`` and say in one line what the run made."""
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    t90 = metrics_test.get("0.90", {})
+    t90 = metrics["test"].get("0.90", {})
+    latency = metrics.get("latency")
     print(
         f"{name}: test MAE in k at 0.90 = {t90.get('mae_k', math.nan):.2f}, "
         f"reach {t90.get('reach', math.nan):.2f}; model {metrics['model_bytes']} bytes; "
         + (f"latency {latency['predict_ms_median']:.2f} ms; " if latency else "")
         + f"wrote {out}/model.keras, model.tflite, model.json, metrics.json"
     )
-    return 0
 
 
 if __name__ == "__main__":
