@@ -185,9 +185,14 @@ def _rd_figures(rd: dict) -> dict[str, str]:
     }
 
 
+def _features_text(config: dict) -> str:
+    n = len(config.get("features") or ())
+    return f"{n} hand-crafted scikit-image features of the 256x256 luma"
+
+
 def _input(config: dict) -> tuple[str, str]:
     """(what the network reads, in a sentence; the input shape described) from the model's configuration."""
-    features = " and eight hand-crafted scikit-image features of the 256x256 luma" if config.get("features") else ""
+    features = f" and {_features_text(config)}" if config.get("features") else ""
     layout = config.get("patches")
     if not layout:
         return (
@@ -208,12 +213,10 @@ def _input(config: dict) -> tuple[str, str]:
         with_features = [f"`{m['run']}`" for m in members if m.get("features")]
         names = ", ".join(f"`{m['run']}`" for m in members)
         reads = (
-            f"It is {len(members)} such networks trained apart ({names}) "
-            f"whose `log k` it averages. Each reads {layout['count']} grayscale {layout['size']}x{layout['size']} "
+            f"It averages the `log k` of {len(members)} networks trained apart ({names}). Each reads {layout['count']} grayscale {layout['size']}x{layout['size']} "
             f"patches of the luma ({side}x{side} grid, edge to edge, of {of}), runs one shared convolutional trunk "
             f"(`{trunk}`) over each patch and pools across patches (`{pool}`)"
-            + (f"; {' and '.join(with_features)} also reads eight hand-crafted scikit-image features of the "
-               "256x256 luma." if with_features else ".")
+            + (f"; {' and '.join(with_features)} also reads {_features_text(config)}." if with_features else ".")
         )
     else:
         reads = (

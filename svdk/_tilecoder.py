@@ -371,8 +371,13 @@ def _groups(levels: np.ndarray) -> tuple[np.ndarray | None, list[int], list[int]
     return order, used.tolist(), counts[used].tolist()
 
 
+def _family(group: tuple):
+    """``level -> model`` for a pass of ``group``: binary for the flags, else the coefficient models."""
+    return _flag_model if group[0] == "flag" else _entropy._model
+
+
 def _model(group: tuple, level: int):
-    return _flag_model(level) if group[0] == "flag" else _entropy._model(level)
+    return _family(group)(level)
 
 
 def encode(planes: list[tuple]) -> tuple[list[bytes], list[int], np.ndarray]:
@@ -441,7 +446,7 @@ class Decoder:
             if ctx.size == 0:
                 return np.zeros(0, dtype=np.int64)
             order, used, counts = _groups(params.levels(group, ctx))
-            model = _flag_model if flag else _entropy._model  # (what _model picks)
+            model = _family(group)
             try:
                 parts = [decode(model(level), count) for level, count in zip(used, counts)]
             except Exception as exc:

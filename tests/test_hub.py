@@ -9,8 +9,8 @@ The test marked ``network`` publishes to the real Hub and runs only with
 from __future__ import annotations
 
 import json
-import math
 import logging
+import math
 import os
 import shutil
 import socket
@@ -256,7 +256,7 @@ def test_model_card_is_filled_from_the_run(hub, published, run_dir):
     layout = config["patches"]
     # the shipped model averages two patch networks (python -m training.ensemble)
     names = ", ".join(f"`{m['run']}`" for m in config["ensemble"])
-    assert f"It is 2 such networks trained apart ({names}) whose `log k` it averages" in card
+    assert f"It averages the `log k` of 2 networks trained apart ({names})." in card
     assert f"Each reads {layout['count']} grayscale 64x64 patches of the luma" in card
     assert "`patches` records the layout" in card
     for name in ("constant", "energy", "features"):
@@ -301,8 +301,8 @@ def test_card_of_an_average_names_its_members_their_training_and_their_folds(run
     ]
     config = {**config, "ensemble": [{"run": "a", "features": False}, {"run": "b", "features": True}]}
     card = render_card("me/avg", config, metrics, _rd_summary())
-    assert "It is 2 such networks trained apart (`a`, `b`) whose `log k` it averages" in card
-    assert "`b` also reads eight hand-crafted scikit-image features" in card
+    assert "It averages the `log k` of 2 networks trained apart (`a`, `b`)." in card
+    assert "`b` also reads 8 hand-crafted scikit-image features" in card
     assert "Joined with `python -m training.ensemble runs/a runs/b --out runs/ab`" in card
     assert "`a` was trained with `python -m training.train --out runs/a` (25 epochs" in card
     assert "`b` was trained with `python -m training.train --features --out runs/b` (18 epochs" in card

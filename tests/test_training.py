@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -232,6 +233,14 @@ def test_two_patch_runs_join_into_one_model_averaging_their_log_k(tmp_path, caps
     assert main([*common, "--patches", "9", "--out", str(tmp_path / "nine")]) == 0
     assert join_runs([str(tmp_path / "pixels"), str(tmp_path / "nine"), "--out", str(tmp_path / "bad")]) == 2
     assert "differ in patches" in capsys.readouterr().err
+    # two members reading the features must standardize them alike: they share one input
+    other = tmp_path / "features-other"
+    shutil.copytree(tmp_path / "features", other)
+    cfg = json.loads((other / "model.json").read_text())
+    (other / "model.json").write_text(json.dumps({**cfg, "feature_std": [2 * v for v in cfg["feature_std"]]}))
+    assert join_runs([str(tmp_path / "features"), str(other), "--out", str(tmp_path / "bad")]) == 2
+    assert "standardize their features differently" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()  # nothing written for a refused join
 
 
 def test_training_without_data_says_where_to_get_it(tmp_path, capsys):

@@ -67,19 +67,27 @@ def main(argv: list[str] | None = None) -> int:
 
     from .data import DEFAULT_DATA, DataError, load_images
     from .evaluate import build, test_metrics, to_ranks
-    from .labels import LabelError, LabelStore, TARGETS, code_hash
+    from .labels import LabelError, LabelStore, TARGETS
     from .train import latency_ms, machine, write_metrics
 
-    members, configs = [], []
+    members, configs, member_metrics = [], [], []
     for run in args.runs:
         try:
             predictor = RankPredictor.load(Path(run) / "model.keras", runtime="keras")
+            metrics = json.loads((Path(run) / "metrics.json").read_text())
         except ModelError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
+        except (OSError, ValueError) as exc:
+            print(f"error: {run}: no readable metrics.json ({exc.__class__.__name__}: {exc})", file=sys.stderr)
+            return 1
         members.append(predictor)
         configs.append(predictor.config)
-    for key in ("patches", "targets", "output", "input_shape"):
+        member_metrics.append(metrics)
+    # what the joined model shares: the members must agree on it
+    shared = ("patches", "targets", "output", "input_shape", "trunk", "pool", "work_size", "chroma_rank_fraction",
+              "label_code_hash")
+    for key in shared:
         if configs[0].get(key) != configs[1].get(key):
             print(f"error: the runs differ in {key}: {configs[0].get(key)} and {configs[1].get(key)}", file=sys.stderr)
             return 2
@@ -87,45 +95,19 @@ def main(argv: list[str] | None = None) -> int:
         print("error: both runs must be patch networks predicting log k", file=sys.stderr)
         return 2
     with_features = [c for c in configs if c.get("features")]
-    if len(with_features) > 1 and any(c["feature_mean"] != with_features[0]["feature_mean"] for c in with_features):
-        print("error: the runs standardize their features differently", file=sys.stderr)
+    standardized = {json.dumps([c[k] for k in ("features", "feature_mean", "feature_std")]) for c in with_features}
+    if len(standardized) > 1:
+        print("error: the runs read or standardize their features differently", file=sys.stderr)
         return 2
-
-    member_metrics = [json.loads((Path(run) / "metrics.json").read_text()) for run in args.runs]
-    import keras
-
-    model = join([m.model for m in members], keras)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    model_path = out / "model.keras"
-    model.save(model_path)
-    base = with_features[0] if with_features else configs[0]
-    names = [Path(run).name for run in args.runs]
-    config = {
-        **base,
-        "arch": "patch",
-        "ensemble": [
-            {"run": name, "features": bool(c.get("features")), "sha256": m.source["sha256"]}
-            for name, m, c in zip(names, members, configs)
-        ],
-        "params": int(model.count_params()),
-        # the members' median exponents, computed on the same labels
-        "resolution_exponent": [float(np.mean(v)) for v in zip(*(c["resolution_exponent"] for c in configs))],
-        "label_code_hash": code_hash(TARGETS),
-    }
-    config.pop("litert_sha256", None)
+    layout = patch_layout(configs[0])
     if args.area is not None:
         try:
-            layout = PatchLayout(**{**config["patches"], "area": args.area})
+            layout = PatchLayout(**{**configs[0]["patches"], "area": args.area})
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        config["patches"] = layout.to_json()
-    (out / "model.tflite").unlink(missing_ok=True)
-    (out / "model.json").write_text(json.dumps(config, indent=2) + "\n")
-    export_litert(model_path)
-    predictor = RankPredictor.load(model_path)
 
+    # the test split first: a run folder gets a model only with its metrics
     try:
         items = load_images(args.data or DEFAULT_DATA)
     except DataError as exc:
@@ -133,10 +115,46 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     store = LabelStore(args.cache, TARGETS)
     try:
-        test = build(items["test"], store, brightness=False, desc="test labels", layout=patch_layout(config))
+        test = build(items["test"], store, brightness=False, desc="test labels", layout=layout)
     except LabelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+    import keras
+
+    import svdk
+
+    model = join([m.model for m in members], keras)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("metrics.json", "model.tflite"):  # an earlier run's files must not outlive its model
+        (out / stale).unlink(missing_ok=True)
+    model_path = out / "model.keras"
+    model.save(model_path)
+    base = with_features[0] if with_features else configs[0]
+    names = [Path(run).name for run in args.runs]
+    n = len(configs[0]["targets"])
+    config = {
+        **base,
+        "arch": "patch",
+        "patches": layout.to_json(),
+        "ensemble": [
+            {"run": name, "features": bool(c.get("features")), "sha256": m.source["sha256"]}
+            for name, m, c in zip(names, members, configs)
+        ],
+        "params": int(model.count_params()),
+        # log k + beta s averaged is the mean log k plus the mean beta times s
+        "resolution_exponent": [
+            float(np.mean(v)) for v in zip(*(c.get("resolution_exponent", [1.0] * n) for c in configs))
+        ],
+        "svdk_version": svdk.__version__,
+        "keras_version": keras.__version__,
+    }
+    config.pop("litert_sha256", None)
+    (out / "model.json").write_text(json.dumps(config, indent=2) + "\n")
+    export_litert(model_path)
+    predictor = RankPredictor.load(model_path)
+
     inputs = [test.x]
     if with_features:
         mean, std = (np.asarray(base[k], dtype=np.float32) for k in ("feature_mean", "feature_std"))
@@ -174,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": sum(m.get("seconds", 0.0) for m in member_metrics) + time.time() - t_start,
         "settings": {"runs": args.runs, "data": args.data},
         "machine": machine(),
-        "label_code_hash": code_hash(TARGETS),
+        "label_code_hash": configs[0].get("label_code_hash"),  # the labels the members learnt
     }
     write_metrics(out, f"{out.name} ({' + '.join(names)})", metrics)
     return 0
