@@ -376,10 +376,6 @@ def _family(group: tuple):
     return _flag_model if group[0] == "flag" else _entropy._model
 
 
-def _model(group: tuple, level: int):
-    return _family(group)(level)
-
-
 def encode(planes: list[tuple]) -> tuple[list[bytes], list[int], np.ndarray]:
     """Code tiled planes ``(grid, tile, max_rank, (ranks, dc, A, B))``: ``(params per plane, escapes, words)``."""
     import constriction
@@ -400,6 +396,7 @@ def encode(planes: list[tuple]) -> tuple[list[bytes], list[int], np.ndarray]:
             if values.size == 0:
                 continue
             order, used, counts = _groups(params.levels(group, ctx))
+            model = _family(group)
             x = values if order is None else values[order]
             lo = 0
             for level, count in zip(used, counts):
@@ -411,7 +408,7 @@ def encode(planes: list[tuple]) -> tuple[list[bytes], list[int], np.ndarray]:
                     if big.any():
                         escapes.extend((np.abs(part[big]) - r).tolist())
                     part = np.clip(part, -r, r) + r
-                items.append((part.astype(np.int32), _model(group, level)))
+                items.append((part.astype(np.int32), model(level)))
     coder = constriction.stream.stack.AnsCoder()
     for symbols, model in reversed(items):
         coder.encode_reverse(symbols, model)

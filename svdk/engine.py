@@ -159,14 +159,18 @@ def _call(func: Callable, item: Any) -> Any:
 def _worker_threads() -> str:
     """``SVDK_NUM_THREADS`` for pool workers: the caller's, else 1 (the
     workers already fill the cores; svdk's own second thread would compete)."""
-    return os.environ.get("SVDK_NUM_THREADS", "1")
+    from ._threads import ENV  # (svdk._threads counts cores with this module)
+
+    return os.environ.get(ENV, "1")
 
 
 def _call_in_worker(func: Callable, item: Any, threads: str) -> Any:
     """:func:`_call` in a pool's worker process, with ``SVDK_NUM_THREADS``
     set to the caller's :func:`_worker_threads` (workers may outlive a
     change of the caller's environment)."""
-    os.environ["SVDK_NUM_THREADS"] = threads
+    from ._threads import ENV
+
+    os.environ[ENV] = threads
     return _call(func, item)
 
 
