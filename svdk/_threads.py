@@ -22,11 +22,8 @@ import os
 import threading
 from typing import Callable
 
+from .engine import NUM_THREADS_ENV as ENV
 from .engine import usable_cores as cores
-
-
-#: The environment variable that limits svdk to one thread per call ("1").
-ENV = "SVDK_NUM_THREADS"
 
 
 def threads() -> int:

@@ -156,21 +156,22 @@ def _call(func: Callable, item: Any) -> Any:
         return _failure(exc)
 
 
+#: The environment variable that limits svdk to one thread per call
+#: (:mod:`svdk._threads` reads it; pool workers get it from their caller).
+NUM_THREADS_ENV = "SVDK_NUM_THREADS"
+
+
 def _worker_threads() -> str:
     """``SVDK_NUM_THREADS`` for pool workers: the caller's, else 1 (the
     workers already fill the cores; svdk's own second thread would compete)."""
-    from ._threads import ENV  # (svdk._threads counts cores with this module)
-
-    return os.environ.get(ENV, "1")
+    return os.environ.get(NUM_THREADS_ENV, "1")
 
 
 def _call_in_worker(func: Callable, item: Any, threads: str) -> Any:
     """:func:`_call` in a pool's worker process, with ``SVDK_NUM_THREADS``
     set to the caller's :func:`_worker_threads` (workers may outlive a
     change of the caller's environment)."""
-    from ._threads import ENV
-
-    os.environ[ENV] = threads
+    os.environ[NUM_THREADS_ENV] = threads
     return _call(func, item)
 
 
