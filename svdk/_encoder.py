@@ -21,7 +21,7 @@ from . import policies
 from ._codec import CHROMA_TAU_FRACTION, Plane, chroma_rank, from_planes, reconstruct, to_planes, to_uint8
 from ._errors import OptionError, SvdkWarning
 from ._image import ImageLike, Pixels, load_image
-from ._tiled import DEFAULT_TILE, TiledPlane, decode_tiled_plane, padded_pixels
+from ._tiled import DEFAULT_TILE, decode_tiled_plane, padded_pixels, tiled_planes
 from .metrics import Scorer
 
 __all__ = ["Encoded", "Encoder", "encode", "decode"]
@@ -207,7 +207,7 @@ class Encoder:
                 f"{fmt.MAX_TILE_GRID}; use a smaller tile size or the global layout"
             )
         data = to_planes(pixels.color, mode, subsampled)
-        self.planes = [TiledPlane(p, tile) for p in data] if tile else [Plane(p, qstep) for p in data]
+        self.planes = tiled_planes(data, tile) if tile else [Plane(p, qstep) for p in data]
         self.evaluations = 0
         self._scorers: dict[tuple[int, str], Scorer] = {}
 

@@ -319,13 +319,17 @@ def choose(records: list, tile: int) -> Params:
         if group[0] == "dc":
             key, nb = ("dc",), DC_BUCKETS
         else:
-            key, nb, ctx = group, COEF_BUCKETS, COEF_BUCKET_OF[ctx]
-        parts.setdefault(key, []).append(ctx * (top + 1) + np.minimum(np.abs(values), top))
+            key, nb = group, COEF_BUCKETS
+            ctx = COEF_BUCKET_OF[ctx]
+        parts.setdefault(key, []).append((ctx, np.minimum(np.abs(values), top)))
         buckets[key] = nb
-    hists = {
-        key: np.bincount(np.concatenate(p), minlength=buckets[key] * (top + 1)).reshape(buckets[key], top + 1)
-        for key, p in parts.items()
-    }
+    hists = {}
+    for key, p in parts.items():
+        ctx = np.concatenate([c for c, _ in p])
+        mag = np.concatenate([m for _, m in p])
+        # as wide as the largest magnitude (the costs read no further)
+        width = int(mag.max()) + 1 if mag.size else 1
+        hists[key] = np.bincount(ctx * width + mag, minlength=buckets[key] * width).reshape(buckets[key], width)
     both = np.concatenate(flags) if flags else np.zeros(0, dtype=np.int64)
     flag_counts = np.bincount(both, minlength=FLAG_CONTEXTS * 2).reshape(FLAG_CONTEXTS, 2).astype(np.float64)
     flag = np.argmin(flag_counts @ _flag_costs(), axis=1)
@@ -398,17 +402,19 @@ def encode(planes: list[tuple]) -> tuple[list[bytes], list[int], np.ndarray]:
             order, used, counts = _groups(params.levels(group, ctx))
             model = _family(group)
             x = values if order is None else values[order]
+            if group[0] != "flag":
+                # each symbol's alphabet radius; magnitudes at or beyond it escape (in coding order)
+                r = radii[used[0]] if len(used) == 1 else np.repeat(radii[used], counts)
+                mag = np.abs(x)
+                big = mag >= r
+                if big.any():
+                    escapes.extend((mag - r)[big].tolist())
+                x = np.clip(x, -r, r) + r
+            x = x.astype(np.int32)
             lo = 0
             for level, count in zip(used, counts):
-                part = x[lo : lo + count]
+                items.append((x[lo : lo + count], model(level)))
                 lo += count
-                if group[0] != "flag":
-                    r = radii[level]
-                    big = np.abs(part) >= r
-                    if big.any():
-                        escapes.extend((np.abs(part[big]) - r).tolist())
-                    part = np.clip(part, -r, r) + r
-                items.append((part.astype(np.int32), model(level)))
     coder = constriction.stream.stack.AnsCoder()
     for symbols, model in reversed(items):
         coder.encode_reverse(symbols, model)

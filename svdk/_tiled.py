@@ -142,6 +142,11 @@ class _Borders:
         view[:, d1] = self.q1 - d[:, : self.inside] * 0.125
 
 
+#: ``(results, integers)``: a plane keeps its last quantized counts, at most this many results
+#: holding at most this many integers in all (a search scores several counts, then packs one).
+QUANTIZED_KEPT = (8, 1 << 23)
+#: An image's planes are decomposed together up to this many tiles in all.
+JOINT_TILES = 1 << 16
 #: Stacks of at least this many tiles get their SVDs in two threads.
 THREADED_SVD_TILES = 1024
 #: Planes of at least this many pixels try their deblocking strengths in two threads.
@@ -162,32 +167,62 @@ def step_for(tau: float, tile: int) -> float:
     return TILE_STEP_FACTOR * math.sqrt(max(tau, 1e-6) / tile)
 
 
-class TiledPlane:
-    """One plane in the tiled layout: tile SVDs computed once, coded for any ``n``."""
+def _decompose(centred: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``(a, b, s, spectra)`` of a stack of tiles less their means (tiles of any planes: each is
+    computed alone). ``a`` and ``b`` are the folded factors' DCT coefficients, ``(n, T, T)``,
+    component-major; ``spectra`` the tiles' 2D DCT."""
+    u, s, vt = _tile_svds(centred)
+    # Sign convention: the largest-magnitude entry of each u is positive.
+    idx = np.argmax(np.abs(u), axis=1)  # (n, T): row of the largest entry per column
+    sign = np.where(np.take_along_axis(u, idx[:, None, :], axis=1)[:, 0, :] < 0, -1.0, 1.0)
+    root = np.sqrt(s)
+    a = dct(np.swapaxes(u * (sign * root)[:, None, :], 1, 2), axis=-1, norm="ortho")  # (n, T, T)
+    b = dct(vt * (sign * root)[:, :, None], axis=-1, norm="ortho")  # (n, T, T)
+    # the tiles in the 2D DCT domain, where the factors' coefficients live
+    spectra = dctn(centred, axes=(1, 2), norm="ortho")
+    return a, b, s, spectra
 
-    def __init__(self, data: np.ndarray, tile: int):
+
+def tiled_planes(planes: list[np.ndarray], tile: int) -> list["TiledPlane"]:
+    """A :class:`TiledPlane` per plane: the tiles of all planes decomposed as one stack (so small
+    chroma planes share the SVD threads too), or plane by plane above :data:`JOINT_TILES` tiles
+    (each plane's work arrays freed before the next)."""
+    if sum(math.prod(tile_grid(*p.shape, tile)) for p in planes) > JOINT_TILES:
+        return [TiledPlane(p, tile) for p in planes]
+    tiles = [_to_tiles(p.astype(np.float64), tile) for p in planes]
+    means = [t.mean(axis=(1, 2)) for t in tiles]
+    centred = np.concatenate([t - m[:, None, None] for t, m in zip(tiles, means)])
+    parts = _decompose(centred)
+    out, start = [], 0
+    for data, m in zip(planes, means):
+        end = start + m.size
+        out.append(TiledPlane(data, tile, _decomposed=(m, *(x[start:end] for x in parts))))
+        start = end
+    return out
+
+
+class TiledPlane:
+    """One plane in the tiled layout: tile SVDs computed once, coded for any ``n``.
+
+    :func:`tiled_planes` builds the planes of an image together.
+    """
+
+    def __init__(self, data: np.ndarray, tile: int, *, _decomposed=None):
         self.data = data
         self.shape = data.shape
         self.tile = tile
-        tiles = _to_tiles(data.astype(np.float64), tile)
-        self.means = tiles.mean(axis=(1, 2))
-        centred = tiles - self.means[:, None, None]
-        u, s, vt = _tile_svds(centred)
-        # Sign convention: the largest-magnitude entry of each u is positive.
-        idx = np.argmax(np.abs(u), axis=1)  # (n, T): row of the largest entry per column
-        sign = np.where(np.take_along_axis(u, idx[:, None, :], axis=1)[:, 0, :] < 0, -1.0, 1.0)
-        root = np.sqrt(s)
-        self.a = dct(np.swapaxes(u * (sign * root)[:, None, :], 1, 2), axis=-1, norm="ortho")  # (n, T, T)
-        self.b = dct(vt * (sign * root)[:, :, None], axis=-1, norm="ortho")  # (n, T, T)
+        if _decomposed is None:
+            tiles = _to_tiles(data.astype(np.float64), tile)
+            means = tiles.mean(axis=(1, 2))
+            _decomposed = (means, *_decompose(tiles - means[:, None, None]))
+        self.means, self.a, self.b, s, self._spectra = _decomposed
         self.s = s
         self.order = np.sort(s.ravel())[::-1]
         # Components with no energy never count.
         self.max_count = int(np.count_nonzero(self.order > 1e-9 * max(self.order[0], 1e-12)))
         self.max_count = max(self.max_count, 1)
-        # the tiles less their means in the 2D DCT domain, where the factors' coefficients live
-        self._spectra = dctn(centred, axes=(1, 2), norm="ortho")
         self._strengths: dict[int, int] = {}
-        self._last = None
+        self._quantized: dict[int, tuple] = {}  # count -> quantize(count), oldest first
         self._decoded = None
 
     @property
@@ -238,12 +273,12 @@ class TiledPlane:
         ``A`` and ``B`` hold the kept coefficient vectors in component-major
         order (all tiles' first components, then all second ones, ...).
         The factors are refined to their quantization (see :meth:`_refine`).
-        The last result is kept: a search scores and then packs the same
-        count.
+        The last few results are kept (:data:`QUANTIZED_KEPT`): a search
+        scores several counts and then packs the best of them.
         """
-        last = self._last  # read once: another thread may pack another count
-        if last is not None and last[0] == count:
-            return last[1]
+        known = self._quantized.get(count)
+        if known is not None:
+            return known
         ranks = self.ranks(count)
         code = self.step_code(count)
         step = code / 256.0
@@ -272,8 +307,23 @@ class TiledPlane:
         a = np.concatenate(a).astype(np.int64) if a else empty.astype(np.int64)
         b = np.concatenate(b).astype(np.int64) if b else empty.astype(np.int64)
         result = (ranks, dc, a, b, code)
-        self._last = (count, result)
+        self._keep(count, result)
         return result
+
+    def _keep(self, count: int, result: tuple) -> None:
+        """Keep ``quantize(count)``, dropping the oldest results beyond :data:`QUANTIZED_KEPT`."""
+        cache = self._quantized  # (each step is one dict operation: the app packs from two threads)
+        cache[count] = result
+        keys = list(cache)
+        sizes = [sum(x.size for x in cache.get(k, ())[:4]) for k in keys]
+        total, keep = 0, 0
+        for size in reversed(sizes):  # newest first; the newest is always kept
+            total += size
+            if keep and (keep == QUANTIZED_KEPT[0] or total > QUANTIZED_KEPT[1]):
+                break
+            keep += 1
+        for k in keys[: len(keys) - keep]:
+            cache.pop(k, None)
 
     def _refine(self, indices, means, fa, fb, step):
         """Quantization-aware factors: with the rounded ``A`` fixed, the ``B``

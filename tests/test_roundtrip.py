@@ -422,6 +422,43 @@ def test_tiled_files_do_not_depend_on_the_encoder_threads(kodak_crop, monkeypatc
     assert svdk.compress(kodak_crop, tiled=True, **options) == alone
 
 
+def test_a_tiled_file_does_not_depend_on_the_counts_scored_before(kodak_crop, monkeypatch):
+    """A plane keeps its last few quantized counts (a search scores several,
+    then packs one): whatever was scored before, and whatever was dropped,
+    the file at a count is the one a fresh encoder writes."""
+    from svdk import _tiled
+
+    monkeypatch.setattr(_tiled, "QUANTIZED_KEPT", (2, 1 << 23))  # drops results early
+    counts = [40, 400, 90, 40, 1200, 400, 90]
+    fresh = {k: svdk.Encoder(kodak_crop, tiled=True).pack(svdk.Encoder(kodak_crop, tiled=True).ranks_for(k))
+             for k in set(counts)}
+    encoder = svdk.Encoder(kodak_crop, tiled=True)
+    for k in counts:
+        encoder.score(k)
+        assert encoder.pack(encoder.ranks_for(k)) == fresh[k]
+    assert len(encoder.planes[0]._quantized) <= 2
+    monkeypatch.setattr(_tiled, "QUANTIZED_KEPT", (8, 1))  # too few integers for two: the newest stays
+    encoder = svdk.Encoder(kodak_crop, tiled=True)
+    for k in counts:
+        assert encoder.pack(encoder.ranks_for(k)) == fresh[k]
+        assert list(encoder.planes[0]._quantized) == [k]
+
+
+def test_the_planes_of_an_image_decompose_as_each_alone(kodak_crop, monkeypatch):
+    """The encoder computes the tile SVDs of all planes as one stack; each
+    tile's factors are those of the plane decomposed on its own."""
+    from svdk import _tiled
+
+    planes = [kodak_crop[..., c].astype(np.float32) for c in range(3)]
+    planes[1] = planes[1][::2, ::2]  # planes of other sizes, as chroma
+    for tile, joint_tiles in ((4, _tiled.JOINT_TILES), (8, _tiled.JOINT_TILES), (8, 1)):
+        monkeypatch.setattr(_tiled, "JOINT_TILES", joint_tiles)  # 1: plane by plane
+        for joint, plane in zip(_tiled.tiled_planes(planes, tile), planes):
+            alone = _tiled.TiledPlane(plane, tile)
+            for name in ("means", "a", "b", "s", "order", "_spectra"):
+                assert np.array_equal(getattr(joint, name), getattr(alone, name)), name
+
+
 def test_thread_splits_nest_and_pass_errors_on(monkeypatch):
     from svdk import _threads
 
