@@ -150,7 +150,8 @@ Code = Callable[[tuple, np.ndarray, "np.ndarray | None"], np.ndarray]
 
 def _neighbours(grid: np.ndarray) -> np.ndarray:
     """Sum of the four neighbours of every cell (0 outside the grid)."""
-    g = np.pad(grid, 1)
+    g = np.zeros((grid.shape[0] + 2, grid.shape[1] + 2), dtype=grid.dtype)
+    g[1:-1, 1:-1] = grid
     return g[1:-1, :-2] + g[1:-1, 2:] + g[:-2, 1:-1] + g[2:, 1:-1]
 
 
