@@ -17,11 +17,12 @@ photographs are smooth, so their energy gathers in few coefficients. One step
 coefficients and the tile means of a plane. The encoder then refits each
 factor to the other's rounding by least squares (:meth:`TiledPlane._refine`)
 and picks the strength of the decoder's deblocking filter (:func:`deblock`)
-that brings the plane closest to the original. On a machine with at least
-two cores, the SVDs of a plane of 1024 tiles or more and the trials of the
-strengths of a plane of 65536 pixels or more run in two threads
-(:mod:`svdk._threads`; ``SVDK_NUM_THREADS=1`` keeps them in one); the file
-is the same either way. Entropy coder 3
+that brings the plane closest to the original. The planes of an image are
+decomposed as one stack of tiles (:func:`tiled_planes`; plane by plane above
+:data:`JOINT_TILES` tiles). On a machine with at least two cores, a stack of
+1024 tiles or more gets its SVDs in two threads, and a plane of 65536 pixels
+or more its trials of the strengths (:mod:`svdk._threads`;
+``SVDK_NUM_THREADS=1`` keeps them in one); the file is the same either way. Entropy coder 3
 (:mod:`svdk._tilecoder`) codes the integers.
 
 See :mod:`svdk.format` for the bytes.
@@ -39,6 +40,7 @@ from ._codec import step_code
 
 __all__ = [
     "TiledPlane",
+    "tiled_planes",
     "tile_grid",
     "padded_pixels",
     "decode_tiled_plane",
