@@ -17,9 +17,12 @@ are the real bytes of the files; qualities come from decoding them with
 * ``deblock``: and the deblocking filter, its strength chosen per plane;
 * ``refine``: and the least-squares refinement of each factor to the other's
   rounding;
-* ``v3``: and the step factor of format 3.0's encoder
-  (:data:`svdk._tiled.TILE_STEP_FACTOR`): what svdk writes (the test suite
-  checks that these are svdk's bytes).
+* ``v3``: and the step factor of format 3.0's first encoder, 1.25 at every
+  rate (:data:`svdk._tiled.TILE_STEP_FACTOR`);
+* ``lowstep``: and a coarser step factor at low rates
+  (:data:`svdk._tiled.TILE_STEP_FACTOR_LOW` up to ``STEP_RAMP[0]``
+  components per luma tile, see :func:`svdk._tiled.step_factor`): what svdk
+  writes (the test suite checks that these are svdk's bytes).
 
 An ablation has to reach inside the codec: like ``benchmarks.global_coding``,
 this script sets private switches of ``svdk._tiled`` and calls
@@ -43,26 +46,30 @@ from svdk.metrics import psnr
 from ._common import RESULTS, ablation_main
 
 FINAL_STEP = _tiled.TILE_STEP_FACTOR
+FINAL_LOW = _tiled.TILE_STEP_FACTOR_LOW
 VARIANTS = {
-    "v2": dict(coder="lzma", deblock=False, refine=0, step=1.0),
-    "ctx": dict(coder="ctx", deblock=False, refine=0, step=1.0),
-    "deblock": dict(coder="ctx", deblock=True, refine=0, step=1.0),
-    "refine": dict(coder="ctx", deblock=True, refine=_tiled.REFINE_PASSES, step=1.0),
-    "v3": dict(coder="ctx", deblock=True, refine=_tiled.REFINE_PASSES, step=FINAL_STEP),
+    "v2": dict(coder="lzma", deblock=False, refine=0, step=1.0, low=1.0),
+    "ctx": dict(coder="ctx", deblock=False, refine=0, step=1.0, low=1.0),
+    "deblock": dict(coder="ctx", deblock=True, refine=0, step=1.0, low=1.0),
+    "refine": dict(coder="ctx", deblock=True, refine=_tiled.REFINE_PASSES, step=1.0, low=1.0),
+    "v3": dict(coder="ctx", deblock=True, refine=_tiled.REFINE_PASSES, step=FINAL_STEP, low=FINAL_STEP),
+    "lowstep": dict(coder="ctx", deblock=True, refine=_tiled.REFINE_PASSES, step=FINAL_STEP, low=FINAL_LOW),
 }
 
 
 @contextlib.contextmanager
 def variant(v: dict):
     """svdk's tiled encoder with the variant's choices, restored afterwards."""
-    saved = (_tiled.TILE_STEP_FACTOR, _tiled.REFINE_PASSES, _tiled.DEBLOCK_CANDIDATES)
+    saved = (_tiled.TILE_STEP_FACTOR, _tiled.TILE_STEP_FACTOR_LOW, _tiled.REFINE_PASSES, _tiled.DEBLOCK_CANDIDATES)
     _tiled.TILE_STEP_FACTOR = v["step"]
+    _tiled.TILE_STEP_FACTOR_LOW = v["low"]
     _tiled.REFINE_PASSES = v["refine"]
-    _tiled.DEBLOCK_CANDIDATES = saved[2] if v["deblock"] else (0,)
+    _tiled.DEBLOCK_CANDIDATES = saved[3] if v["deblock"] else (0,)
     try:
         yield
     finally:
-        _tiled.TILE_STEP_FACTOR, _tiled.REFINE_PASSES, _tiled.DEBLOCK_CANDIDATES = saved
+        (_tiled.TILE_STEP_FACTOR, _tiled.TILE_STEP_FACTOR_LOW, _tiled.REFINE_PASSES,
+         _tiled.DEBLOCK_CANDIDATES) = saved
 
 
 def encode(image: np.ndarray, energy: float, v: dict, **options) -> bytes:

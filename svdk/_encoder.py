@@ -272,11 +272,13 @@ class Encoder:
         """The ``.svdk`` file at these ranks (one per plane; see :meth:`ranks_for`)."""
         ranks = self.check_ranks(ranks)
         factors, codes = [], []
+        # tiled: the first plane's components per tile set every plane's step factor
+        lead = (ranks[0] / self.planes[0].ntiles,) if self.tile else ()
         for plane, k in zip(self.planes, ranks):
-            *data, code = plane.quantize(k)
+            *data, code = plane.quantize(k, *lead)
             factors.append(tuple(data))
             codes.append(code)
-        strengths = [p.deblock_strength(k) for p, k in zip(self.planes, ranks)] if self.tile else None
+        strengths = [p.deblock_strength(k, *lead) for p, k in zip(self.planes, ranks)] if self.tile else None
         return fmt.pack(
             width=self.width,
             height=self.height,
@@ -300,7 +302,12 @@ class Encoder:
         return int(plane)
 
     def reconstruct(self, k: int, *, plane: int = 0) -> np.ndarray:
-        """Plane ``plane`` as the file at rank ``k`` decodes it (8-bit, before colour conversion)."""
+        """Plane ``plane`` as the file at rank ``k`` decodes it (8-bit, before colour conversion).
+
+        In the tiled layout the first plane's count sets every plane's step
+        factor in a file (:func:`svdk._tiled.step_factor`); a later plane
+        reconstructed alone takes its own count for it.
+        """
         plane = self._plane(plane)
         self.check_ranks(tuple(k if i == plane else 1 for i in range(len(self.planes))))
         return to_uint8(self.planes[plane].reconstruct(int(k)))

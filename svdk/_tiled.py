@@ -13,8 +13,9 @@ like the rank of the global layout.
 The folded factor vectors ``sqrt(s) u`` and ``sqrt(s) v`` (length ``T``) are
 transformed with an orthonormal DCT-II before quantization: the vectors of
 photographs are smooth, so their energy gathers in few coefficients. One step
-``1.25 * sqrt(tau / T)`` (see :data:`TILE_STEP_FACTOR`) quantizes the
-coefficients and the tile means of a plane. The encoder then refits each
+``f * sqrt(tau / T)`` quantizes the coefficients and the tile means of a plane,
+``f`` 1.25 at high rates and 1.5 at low ones by the first plane's components
+per tile (:func:`step_factor`). The encoder then refits each
 factor to the other's rounding by least squares (:meth:`TiledPlane._refine`)
 and picks the strength of the decoder's deblocking filter (:func:`deblock`)
 that brings the plane closest to the original. The planes of an image are
@@ -46,16 +47,28 @@ __all__ = [
     "decode_tiled_plane",
     "deblock",
     "TILE_STEP_FACTOR",
+    "TILE_STEP_FACTOR_LOW",
+    "STEP_RAMP",
+    "step_factor",
     "DEFAULT_TILE",
     "DEBLOCK_CANDIDATES",
 ]
 
 #: Default tile size: the best of 8, 12, 16, 32 on Kodak (see the README).
 DEFAULT_TILE = 8
-#: The quantization step is this times ``sqrt(tau / T)`` (1.0 in format 2.0;
-#: with entropy coder 3 and the refinement, 1.25 was the best of 0.8 to 2.0 on
-#: Kodak, BSDS500 and other photos; see ``benchmarks/tiled_coding.py``).
+#: The quantization step is a factor times ``sqrt(tau / T)``: this one at
+#: high rates (1.0 in format 2.0; with entropy coder 3 and the refinement,
+#: 1.25 was the best of 0.8 to 2.0 on Kodak, BSDS500 and other photos in
+#: PSNR; see ``benchmarks/tiled_coding.py``) ...
 TILE_STEP_FACTOR = 1.25
+#: ... and this one at low rates (see :func:`step_factor`): a coarser step there
+#: keeps more components for the same bytes, which gains in PSNR below about 0.4
+#: bpp and in MS-SSIM up to about 0.5 bpp, and loses PSNR above (see the README).
+TILE_STEP_FACTOR_LOW = 1.5
+#: Components per tile of the first plane (tiles of 8) up to which the step factor is
+#: :data:`TILE_STEP_FACTOR_LOW`, and from which it is :data:`TILE_STEP_FACTOR`
+#: (about 0.25 and 0.5 bpp on photos of Kodak, BSDS500 and scikit-image alike).
+STEP_RAMP = (0.4, 0.8)
 #: Least-squares fits of one factor to the other's rounding (B, A, B).
 REFINE_PASSES = 3
 
@@ -165,8 +178,26 @@ def _tile_svds(tiles: np.ndarray):
     return tuple(np.concatenate(p) for p in zip(*parts))
 
 
-def step_for(tau: float, tile: int) -> float:
-    return TILE_STEP_FACTOR * math.sqrt(max(tau, 1e-6) / tile)
+def step_factor(per_tile: float, tile: int) -> float:
+    """The step factor when the first plane keeps ``per_tile`` components per tile.
+
+    :data:`TILE_STEP_FACTOR_LOW` up to ``STEP_RAMP[0]`` components per tile,
+    :data:`TILE_STEP_FACTOR` from ``STEP_RAMP[1]``, linear in ``log per_tile``
+    between; :data:`TILE_STEP_FACTOR` for tiles other than 8x8 (the ramp was
+    measured on 8x8 tiles only).
+    """
+    high, low = TILE_STEP_FACTOR, TILE_STEP_FACTOR_LOW
+    lo, hi = STEP_RAMP
+    if tile != 8 or low == high or per_tile >= hi:
+        return high
+    if per_tile <= lo:
+        return low
+    return low + (high - low) * math.log(per_tile / lo) / math.log(hi / lo)
+
+
+def step_for(tau: float, tile: int, per_tile: float = math.inf) -> float:
+    """The quantization step at threshold ``tau`` (``per_tile``: as in :func:`step_factor`)."""
+    return step_factor(per_tile, tile) * math.sqrt(max(tau, 1e-6) / tile)
 
 
 def _decompose(centred: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -223,8 +254,8 @@ class TiledPlane:
         # Components with no energy never count.
         self.max_count = int(np.count_nonzero(self.order > 1e-9 * max(self.order[0], 1e-12)))
         self.max_count = max(self.max_count, 1)
-        self._strengths: dict[int, int] = {}
-        self._quantized: dict[int, tuple] = {}  # count -> quantize(count), oldest first
+        self._strengths: dict[tuple, int] = {}  # (count, step code) -> deblocking strength
+        self._quantized: dict[tuple, tuple] = {}  # (count, step code) -> quantize, oldest first
         self._decoded = None
 
     @property
@@ -266,11 +297,16 @@ class TiledPlane:
         """Rank of every tile when the ``count`` largest components are kept."""
         return np.count_nonzero(self.s >= self.tau(count), axis=1)
 
-    def step_code(self, count: int) -> int:
-        return step_code(step_for(self.tau(count), self.tile))
+    def step_code(self, count: int, lead: float | None = None) -> int:
+        """The step (in 1/256) at ``count`` components; ``lead``: the first
+        plane's components per tile, which set the step factor
+        (:func:`step_factor`; default: this plane's own, ``count / ntiles``)."""
+        per_tile = count / self.ntiles if lead is None else lead
+        return step_code(step_for(self.tau(count), self.tile, per_tile))
 
-    def quantize(self, count: int):
-        """``(ranks, dc, A, B, code)``: integers for ``count`` components.
+    def quantize(self, count: int, lead: float | None = None):
+        """``(ranks, dc, A, B, code)``: integers for ``count`` components
+        (``lead``: as in :meth:`step_code`).
 
         ``A`` and ``B`` hold the kept coefficient vectors in component-major
         order (all tiles' first components, then all second ones, ...).
@@ -278,11 +314,11 @@ class TiledPlane:
         The last few results are kept (:data:`QUANTIZED_KEPT`): a search
         scores several counts and then packs the best of them.
         """
-        known = self._quantized.get(count)
+        code = self.step_code(count, lead)
+        known = self._quantized.get((count, code))
         if known is not None:
             return known
         ranks = self.ranks(count)
-        code = self.step_code(count)
         step = code / 256.0
         dc = np.rint(self.means / step).astype(np.int64)
         # the tiles of each rank, and their kept vectors: (tiles, r, T)
@@ -309,13 +345,14 @@ class TiledPlane:
         a = np.concatenate(a).astype(np.int64) if a else empty.astype(np.int64)
         b = np.concatenate(b).astype(np.int64) if b else empty.astype(np.int64)
         result = (ranks, dc, a, b, code)
-        self._keep(count, result)
+        self._keep((count, code), result)
         return result
 
-    def _keep(self, count: int, result: tuple) -> None:
-        """Keep ``quantize(count)``, dropping the oldest results beyond :data:`QUANTIZED_KEPT`."""
+    def _keep(self, key: tuple, result: tuple) -> None:
+        """Keep a quantization by ``(count, step code)``, dropping the oldest results beyond
+        :data:`QUANTIZED_KEPT`."""
         cache = self._quantized  # (each step is one dict operation: the app packs from two threads)
-        cache[count] = result
+        cache[key] = result
         keys = list(cache)
         sizes = [sum(x.size for x in cache.get(k, ())[:4]) for k in keys]
         total, keep = 0, 0
@@ -371,13 +408,15 @@ class TiledPlane:
             return np.rint(fr @ spectra * (1.0 / (gram + ridge)) / step)
         return np.rint(np.linalg.solve(gram + ridge * np.eye(r), fr @ spectra) / step)
 
-    def deblock_strength(self, count: int) -> int:
+    def deblock_strength(self, count: int, lead: float | None = None) -> int:
         """The deblocking strength (see :func:`deblock`) that brings the
-        decoded plane at ``count`` closest to the original, in squared error."""
-        known = self._strengths.get(count)  # (the caches are read once: the app packs from two threads)
+        decoded plane at ``count`` closest to the original, in squared error
+        (``lead``: as in :meth:`step_code`)."""
+        key = (count, self.step_code(count, lead))
+        known = self._strengths.get(key)  # (the caches are read once: the app packs from two threads)
         if known is not None:
             return known
-        ranks, dc, a, b, code = self.quantize(count)
+        ranks, dc, a, b, code = self.quantize(count, lead)
         plain = decode_tiled_plane(ranks, dc, a, b, code, self.shape, self.tile)
         target = self.data.astype(np.float32, copy=False)
         strengths = (0, *DEBLOCK_CANDIDATES[1:])  # "off" always first
@@ -403,17 +442,18 @@ class TiledPlane:
         best = strengths[best]
         if len(self._strengths) > 64:
             self._strengths.clear()
-        self._strengths[count] = best
-        self._decoded = (count, best_out)
+        self._strengths[key] = best
+        self._decoded = (key, best_out)
         return best
 
-    def reconstruct(self, count: int) -> np.ndarray:
-        """The float plane the file at ``count`` decodes to (deblocked as the header will say)."""
-        strength = self.deblock_strength(count)
+    def reconstruct(self, count: int, lead: float | None = None) -> np.ndarray:
+        """The float plane the file at ``count`` decodes to (deblocked as the header will say;
+        ``lead``: as in :meth:`step_code`)."""
+        strength = self.deblock_strength(count, lead)
         decoded = self._decoded  # read once, as in quantize
-        if decoded is not None and decoded[0] == count:
+        if decoded is not None and decoded[0] == (count, self.step_code(count, lead)):
             return decoded[1]
-        ranks, dc, a, b, code = self.quantize(count)
+        ranks, dc, a, b, code = self.quantize(count, lead)
         return decode_tiled_plane(ranks, dc, a, b, code, self.shape, self.tile, deblock_strength=strength)
 
 

@@ -562,7 +562,7 @@ def test_the_coding_ablation_measures_what_svdk_writes():
 
 
 def test_the_tiled_coding_ablation_ends_at_svdk_and_starts_at_format_2():
-    """benchmarks.tiled_coding's 'v3' variant writes svdk's bytes, and its 'v2'
+    """benchmarks.tiled_coding's last variant writes svdk's bytes, and its 'v2'
     variant the bytes format 2.0's encoder wrote (the golden files of tests/golden/v2)."""
     from benchmarks import tiled_coding as tc
 
@@ -575,7 +575,7 @@ def test_the_tiled_coding_ablation_ends_at_svdk_and_starts_at_format_2():
         energy = options.pop("energy")
         old = (Path(__file__).parent / "golden" / "v2" / f"{name}.svdk").read_bytes()
         assert tc.encode(make(), energy, tc.VARIANTS["v2"], **options) == old
-        assert tc.encode(make(), energy, tc.VARIANTS["v3"], **options) == svdk.compress(
+        assert tc.encode(make(), energy, tc.VARIANTS[list(tc.VARIANTS)[-1]], **options) == svdk.compress(
             make(), tiled=True, energy=energy, **options)
 
 
@@ -828,3 +828,30 @@ def test_cpu_model_is_the_first_model_name_of_proc_cpuinfo():
     lines = info.read_text().splitlines() if info.exists() else []
     names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
     assert cpu_model() == (names[0] if names else None)
+
+
+def test_rd_change_reads_both_runs_at_each_rate(tmp_path, capsys):
+    """benchmarks.rd_change: a curve raised by 0.5 dB of PSNR everywhere reads +0.50 at every
+    rate; MS-SSIM is compared in dB; an image only one run has is left out."""
+    from benchmarks import rd_change
+
+    bpp = [0.1, 0.3, 0.9, 2.0]
+    old = {"per_image": {"a": {"bpp": bpp, "psnr-rgb": [25.0, 28.0, 31.0, 35.0],
+                               "ms-ssim-rgb": [0.9, 0.95, 0.98, 0.99]},
+                         "b": {"bpp": bpp, "psnr-rgb": [20.0, 22.0, 24.0, 26.0],
+                               "ms-ssim-rgb": [0.8, 0.9, 0.95, 0.99]}}}
+    new = {"per_image": {"a": {"bpp": bpp, "psnr-rgb": [25.5, 28.5, 31.5, 35.5],
+                               "ms-ssim-rgb": [0.9, 0.95, 0.98, 0.99]},
+                         "c": {"bpp": bpp, "psnr-rgb": [0.0] * 4, "ms-ssim-rgb": [0.5] * 4}}}
+    moved = rd_change.changes(old, new)
+    assert moved["psnr-rgb"] == pytest.approx([0.5] * len(rd_change.RATES))
+    assert moved["ms-ssim-rgb"] == pytest.approx([0.0] * len(rd_change.RATES))
+    half = {"per_image": {"a": {**old["per_image"]["a"], "ms-ssim-rgb": [0.95, 0.975, 0.99, 0.995]}}}
+    assert rd_change.changes(old, half)["ms-ssim-rgb"][0] == pytest.approx(10 * np.log10(2))
+    for name, data in (("old.json", old), ("new.json", new)):
+        (tmp_path / name).write_text(json.dumps(data))
+    assert rd_change.main([str(tmp_path / "old.json"), str(tmp_path / "new.json")]) == 0
+    assert "| PSNR | +0.50 |" in capsys.readouterr().out
+    (tmp_path / "other.json").write_text(json.dumps({"per_image": {"z": old["per_image"]["a"]}}))
+    assert rd_change.main([str(tmp_path / "old.json"), str(tmp_path / "other.json")]) == 2
+    assert "share no image" in capsys.readouterr().err

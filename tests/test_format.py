@@ -115,6 +115,9 @@ TILED_GOLDEN_CASES = {
                            {"mode": "rgb", "tiled": True, "tile_size": 4, "energy": 0.9}),
     "tiled_ycbcr444_40x33_T8_noisy": (lambda: smooth_image(33, 40, 3, seed=9, noise=25),
                                       {"tiled": True, "subsampling": "4:4:4", "energy": 0.8}),
+    # 0.29 luma components per tile: the coarser step of low rates (svdk._tiled.step_factor)
+    "tiled_ycbcr420_64x48_low_rate": (lambda: smooth_image(48, 64, 3, seed=11, noise=10),
+                                      {"tiled": True, "energy": 0.2}),
 }
 
 

@@ -441,7 +441,40 @@ def test_a_tiled_file_does_not_depend_on_the_counts_scored_before(kodak_crop, mo
     encoder = svdk.Encoder(kodak_crop, tiled=True)
     for k in counts:
         assert encoder.pack(encoder.ranks_for(k)) == fresh[k]
-        assert list(encoder.planes[0]._quantized) == [k]
+        assert [count for count, _ in encoder.planes[0]._quantized] == [k]
+
+
+def test_the_tiled_step_is_coarser_at_low_rates_and_follows_the_first_plane(kodak_crop):
+    """The step factor is 1.5 up to 0.4 luma components per tile and 1.25 from
+    0.8 (tiles of 8; other tiles keep 1.25), and every plane of a file takes
+    the factor of the first plane's count, as the header's steps show."""
+    import math
+
+    from svdk import _tiled
+
+    f = _tiled.step_factor
+    assert f(0.1, 8) == f(0.4, 8) == _tiled.TILE_STEP_FACTOR_LOW == 1.5
+    assert f(0.8, 8) == f(5.0, 8) == _tiled.TILE_STEP_FACTOR == 1.25
+    ramp = [f(c, 8) for c in np.geomspace(0.4, 0.8, 9)]
+    assert all(a > b for a, b in zip(ramp, ramp[1:])) and math.isclose(ramp[4], 1.375)
+    assert f(0.1, 4) == f(0.1, 16) == 1.25
+
+    encoder = svdk.Encoder(kodak_crop, tiled=True)
+    n = encoder.planes[0].ntiles
+
+    def steps(ranks):
+        return svdk.info(encoder.pack(ranks))["qsteps"]
+
+    def code(plane, count, factor):
+        return round(factor * math.sqrt(encoder.planes[plane].tau(count) / 8) * 256) / 256
+
+    low, high = encoder.ranks_for(int(0.25 * n)), encoder.ranks_for(int(1.5 * n))
+    assert steps(low) == [code(i, k, 1.5) for i, k in enumerate(low)]
+    assert steps(high) == [code(i, k, 1.25) for i, k in enumerate(high)]
+    # the same chroma counts with luma at a high rate: chroma takes luma's factor, not its own
+    mixed = (high[0], *low[1:])
+    assert steps(mixed)[1:] == [code(i, k, 1.25) for i, k in enumerate(mixed)][1:]
+    assert steps(mixed)[1:] != steps(low)[1:]
 
 
 def test_the_planes_of_an_image_decompose_as_each_alone(kodak_crop, monkeypatch):
