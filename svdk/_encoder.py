@@ -272,13 +272,12 @@ class Encoder:
         """The ``.svdk`` file at these ranks (one per plane; see :meth:`ranks_for`)."""
         ranks = self.check_ranks(ranks)
         factors, codes = [], []
-        # tiled: the first plane's components per tile set every plane's step factor
-        lead = (ranks[0] / self.planes[0].ntiles,) if self.tile else ()
-        for plane, k in zip(self.planes, ranks):
+        leads = [self._lead(i, k) for i, k in enumerate(ranks)]
+        for plane, k, lead in zip(self.planes, ranks, leads):
             *data, code = plane.quantize(k, *lead)
             factors.append(tuple(data))
             codes.append(code)
-        strengths = [p.deblock_strength(k, *lead) for p, k in zip(self.planes, ranks)] if self.tile else None
+        strengths = [p.deblock_strength(k, *lead) for p, k, lead in zip(self.planes, ranks, leads)] if self.tile else None
         return fmt.pack(
             width=self.width,
             height=self.height,
@@ -294,6 +293,23 @@ class Encoder:
             deblock=strengths,
         )
 
+    def _lead(self, plane: int, k: int) -> tuple:
+        """Tiled layout: ``(components per tile of the first plane,)`` that set plane ``plane``'s
+        step factor at ``k`` components (:func:`svdk._tiled.step_factor`); ``()`` otherwise.
+
+        A later plane reads the first plane's count at its own threshold (over
+        ``CHROMA_TAU_FRACTION`` in ycbcr, as :meth:`ranks_for` pairs them), so
+        its quantization depends on its own count alone and
+        :meth:`reconstruct` shows what any file with that count decodes to.
+        """
+        if not self.tile:
+            return ()
+        first = self.planes[0]
+        if plane == 0:
+            return (k / first.ntiles,)
+        scale = CHROMA_TAU_FRACTION if self.mode == "ycbcr" else 1.0
+        return (first.count_at(self.planes[plane].tau(k) / scale) / first.ntiles,)
+
     def _plane(self, plane) -> int:
         if isinstance(plane, bool) or not isinstance(plane, (int, np.integer)) or not 0 <= plane < len(self.planes):
             raise OptionError(
@@ -302,15 +318,10 @@ class Encoder:
         return int(plane)
 
     def reconstruct(self, k: int, *, plane: int = 0) -> np.ndarray:
-        """Plane ``plane`` as the file at rank ``k`` decodes it (8-bit, before colour conversion).
-
-        In the tiled layout the first plane's count sets every plane's step
-        factor in a file (:func:`svdk._tiled.step_factor`); a later plane
-        reconstructed alone takes its own count for it.
-        """
+        """Plane ``plane`` as the file at rank ``k`` decodes it (8-bit, before colour conversion)."""
         plane = self._plane(plane)
         self.check_ranks(tuple(k if i == plane else 1 for i in range(len(self.planes))))
-        return to_uint8(self.planes[plane].reconstruct(int(k)))
+        return to_uint8(self.planes[plane].reconstruct(int(k), *self._lead(plane, int(k))))
 
     def score(self, k: int, metric: str = "ssim", *, plane: int = 0) -> float:
         """SSIM or PSNR of plane ``plane`` decoded at rank ``k``, against the plane before coding.

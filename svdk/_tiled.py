@@ -15,7 +15,7 @@ transformed with an orthonormal DCT-II before quantization: the vectors of
 photographs are smooth, so their energy gathers in few coefficients. One step
 ``f * sqrt(tau / T)`` quantizes the coefficients and the tile means of a plane,
 ``f`` 1.25 at high rates and 1.5 at low ones by the first plane's components
-per tile (:func:`step_factor`). The encoder then refits each
+per tile at the plane's threshold (:func:`step_factor`). The encoder then refits each
 factor to the other's rounding by least squares (:meth:`TiledPlane._refine`)
 and picks the strength of the decoder's deblocking filter (:func:`deblock`)
 that brings the plane closest to the original. The planes of an image are

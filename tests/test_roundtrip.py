@@ -444,13 +444,14 @@ def test_a_tiled_file_does_not_depend_on_the_counts_scored_before(kodak_crop, mo
         assert [count for count, _ in encoder.planes[0]._quantized] == [k]
 
 
-def test_the_tiled_step_is_coarser_at_low_rates_and_follows_the_first_plane(kodak_crop):
+def test_the_tiled_step_is_coarser_at_low_rates_and_chroma_follows_luma(kodak_crop):
     """The step factor is 1.5 up to 0.4 luma components per tile and 1.25 from
-    0.8 (tiles of 8; other tiles keep 1.25), and every plane of a file takes
-    the factor of the first plane's count, as the header's steps show."""
+    0.8 (tiles of 8; other tiles keep 1.25); a chroma plane takes the factor
+    of luma's count at its threshold, as the header's steps show, and every
+    plane decodes to what Encoder.reconstruct shows for its count."""
     import math
 
-    from svdk import _tiled
+    from svdk import _codec, _tiled
 
     f = _tiled.step_factor
     assert f(0.1, 8) == f(0.4, 8) == _tiled.TILE_STEP_FACTOR_LOW == 1.5
@@ -470,11 +471,19 @@ def test_the_tiled_step_is_coarser_at_low_rates_and_follows_the_first_plane(koda
 
     low, high = encoder.ranks_for(int(0.25 * n)), encoder.ranks_for(int(1.5 * n))
     assert steps(low) == [code(i, k, 1.5) for i, k in enumerate(low)]
+    # chroma has fewer components per tile than luma, yet keeps luma's factor at its threshold
     assert steps(high) == [code(i, k, 1.25) for i, k in enumerate(high)]
-    # the same chroma counts with luma at a high rate: chroma takes luma's factor, not its own
+    assert encoder.planes[1].ntiles < n and high[1] / encoder.planes[1].ntiles < 0.8
+
+    # Every plane of any file decodes to what Encoder.reconstruct shows for its count.
+    from svdk import format as fmt
+
     mixed = (high[0], *low[1:])
-    assert steps(mixed)[1:] == [code(i, k, 1.25) for i, k in enumerate(mixed)][1:]
-    assert steps(mixed)[1:] != steps(low)[1:]
+    for ranks in (low, encoder.ranks_for(int(0.6 * n)), high, mixed):
+        header, factors, _ = fmt.unpack(encoder.pack(ranks))
+        for i, (f, rec, shape) in enumerate(zip(factors, header.planes, header.shapes)):
+            plane = _tiled.decode_tiled_plane(*f, rec.qstep, shape, 8, deblock_strength=rec.deblock)
+            np.testing.assert_array_equal(encoder.reconstruct(ranks[i], plane=i), _codec.to_uint8(plane))
 
 
 def test_the_planes_of_an_image_decompose_as_each_alone(kodak_crop, monkeypatch):
