@@ -4,11 +4,12 @@
     python -m benchmarks.rd_change /tmp/before.json results/bench-kodak/svdk-tiled.json
 
 Both files are one codec's results as ``svdk bench`` writes them (per image,
-the ``bpp`` of each setting and its PSNR-RGB and MS-SSIM). For every image
-both curves are read at each rate, linear in ``log bpp`` between measured
-points (and held at their ends: a rate outside a curve reads its nearest
-point), MS-SSIM in dB (``-10 log10(1 - MS-SSIM)``); the table gives the
-mean over the images the two runs share of new minus old, in dB.
+the ``bpp`` of each setting and its PSNR-RGB, MS-SSIM and SSIM). For every image
+both curves are read at each rate as ``svdk bench`` reads its "PSNR at"
+figures (:func:`svdk.bench.psnr_at`: PCHIP in ``log bpp``, never
+extrapolated), MS-SSIM and SSIM in dB (``-10 log10(1 - x)``); the table gives
+the mean of new minus old, in dB, over the images the two runs share whose
+curves both reach that rate.
 """
 
 from __future__ import annotations
@@ -19,35 +20,39 @@ import sys
 
 import numpy as np
 
+from svdk.bench import psnr_at
 from svdk.metrics import ms_ssim_db
 
 __all__ = ["RATES", "changes", "main"]
 
 #: Rates (bpp) the table reads.
 RATES = (0.15, 0.25, 0.35, 0.5, 0.7, 1.0)
-METRICS = {"psnr-rgb": "PSNR", "ms-ssim-rgb": "MS-SSIM"}
+METRICS = {"psnr-rgb": "PSNR", "ms-ssim-rgb": "MS-SSIM", "ssim": "SSIM"}
+#: Read in dB as -10 log10(1 - value).
+_SIMILARITY = ("ms-ssim-rgb", "ssim")
 
 
 def _at(rows: dict, metric: str, rate: float) -> float:
-    scale = ms_ssim_db if metric == "ms-ssim-rgb" else (lambda v: v)
-    points = [(b, scale(v)) for b, v in zip(rows["bpp"], rows[metric]) if b is not None and v is not None]
-    points = [(b, v) for b, v in points if v is not None]  # (MS-SSIM 1.0 has no dB value)
-    x = np.log([b for b, _ in points])
-    y = np.array([v for _, v in points], dtype=float)
-    order = np.argsort(x)
-    return float(np.interp(np.log(rate), x[order], y[order]))
+    """The curve's value at ``rate`` (NaN where it does not reach it)."""
+    scale = ms_ssim_db if metric in _SIMILARITY else (lambda v: v)
+    values = [np.nan if v is None or scale(v) is None else scale(v) for v in rows[metric]]
+    return psnr_at([np.nan if b is None else b for b in rows["bpp"]], values, rate)
 
 
 def changes(old: dict, new: dict, rates=RATES) -> dict[str, list[float]]:
-    """``{metric: [mean change in dB at each rate]}`` over the images both ``per_image`` tables share."""
+    """``{metric: [mean change in dB at each rate]}`` over the images both ``per_image`` tables share
+    (NaN at a rate no shared image's two curves reach)."""
     a, b = old["per_image"], new["per_image"]
     shared = sorted(set(a) & set(b))
     if not shared:
         raise ValueError("the two runs share no image")
-    return {
-        m: [float(np.mean([_at(b[i], m, r) - _at(a[i], m, r) for i in shared])) for r in rates]
-        for m in METRICS
-    }
+    measured = [m for m in METRICS if all(m in a[i] and m in b[i] for i in shared)]
+    return {m: [_mean([_at(b[i], m, r) - _at(a[i], m, r) for i in shared]) for r in rates] for m in measured}
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print("| measure | " + " | ".join(f"{r:g} bpp" for r in RATES) + " |")
     print("|---|" + "---|" * len(RATES))
-    for m, name in METRICS.items():
-        cells = [f"{v:+.2f}" if round(v, 2) != 0 else "0.00" for v in moved[m]]
+    for m, values in moved.items():
+        name = METRICS[m]
+        cells = ["-" if not np.isfinite(v) else f"{v:+.2f}" if round(v, 2) != 0 else "0.00" for v in values]
         print(f"| {name} | " + " | ".join(cells) + " |")
     return 0
 

@@ -200,6 +200,13 @@ def step_for(tau: float, tile: int, per_tile: float = math.inf) -> float:
     return step_factor(per_tile, tile) * math.sqrt(max(tau, 1e-6) / tile)
 
 
+def _less_means(plane: np.ndarray, tile: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(means, tiles less their means)`` of a plane's tile grid."""
+    tiles = _to_tiles(plane.astype(np.float64), tile)
+    means = tiles.mean(axis=(1, 2))
+    return means, tiles - means[:, None, None]
+
+
 def _decompose(centred: np.ndarray) -> tuple[np.ndarray, ...]:
     """``(a, b, s, spectra)`` of a stack of tiles less their means (tiles of any planes: each is
     computed alone). ``a`` and ``b`` are the folded factors' DCT coefficients, ``(n, T, T)``,
@@ -222,10 +229,8 @@ def tiled_planes(planes: list[np.ndarray], tile: int) -> list["TiledPlane"]:
     (each plane's work arrays freed before the next)."""
     if sum(math.prod(tile_grid(*p.shape, tile)) for p in planes) > JOINT_TILES:
         return [TiledPlane(p, tile) for p in planes]
-    tiles = [_to_tiles(p.astype(np.float64), tile) for p in planes]
-    means = [t.mean(axis=(1, 2)) for t in tiles]
-    centred = np.concatenate([t - m[:, None, None] for t, m in zip(tiles, means)])
-    parts = _decompose(centred)
+    means, centred = zip(*(_less_means(p, tile) for p in planes))
+    parts = _decompose(np.concatenate(centred))
     out, start = [], 0
     for data, m in zip(planes, means):
         end = start + m.size
@@ -245,9 +250,8 @@ class TiledPlane:
         self.shape = data.shape
         self.tile = tile
         if _decomposed is None:
-            tiles = _to_tiles(data.astype(np.float64), tile)
-            means = tiles.mean(axis=(1, 2))
-            _decomposed = (means, *_decompose(tiles - means[:, None, None]))
+            means, centred = _less_means(data, tile)
+            _decomposed = (means, *_decompose(centred))
         self.means, self.a, self.b, s, self._spectra = _decomposed
         self.s = s
         self.order = np.sort(s.ravel())[::-1]
