@@ -9,14 +9,14 @@ are the handlers: plain functions of a few values that return plain values
 Endpoints
 ---------
 ``/compress`` (public API)
-    image in; target SSIM, mode, layout, automatic rank and the three manual
-    ranks have defaults. Returns the decoded PNG, the metrics (JSON: svdk's
+    image in; target SSIM, mode, layout, automatic rank, the three manual
+    ranks and the tune (``"psnr"`` or ``"ssim"``, tiled layout) have defaults. Returns the decoded PNG, the metrics (JSON: svdk's
     figures, every file compared, the rate-distortion points) and the
     ``.svdk`` file. Errors come back as a :class:`gradio.Error` with svdk's
     message.
 ``/compress_many`` (public API)
-    up to 8 images in (:data:`demo.batch.MAX_IMAGES`), then target SSIM, mode
-    and layout with the same defaults; returns one JSON document (each image's
+    up to 8 images in (:data:`demo.batch.MAX_IMAGES`), then target SSIM, mode,
+    layout and tune with the same defaults; returns one JSON document (each image's
     figures or its message, the means, the rate-distortion curves averaged at
     equal bpp: :func:`demo.batch.summary_json`). More than 8 images raise a
     :class:`gradio.Error`; a broken one gets its own message.
@@ -118,6 +118,12 @@ def _fmt_db(x: float | None) -> str:
 
 def _fmt_ssim(x: float | None) -> str:
     return "-" if x is None else f"{x:.4f}"
+
+
+def _layout_words(settings: Settings) -> str:
+    """``"global layout"``, ``"tiled layout"`` or ``"tiled layout tuned for SSIM"``."""
+    tuned = f" tuned for {settings.tune.upper()}" if settings.tune != "psnr" else ""
+    return f"{settings.layout} layout{tuned}"
 
 
 def _safe_stem(name: str | None) -> str:
@@ -324,7 +330,7 @@ class App:
         notes = "".join(f"\n* {n}" for n in report.notes)
         status = (
             f"**{report.prepared.width}x{report.prepared.height}**, target SSIM {report.settings.target:g}, "
-            f"{enc.mode}, {enc.layout} layout: **{enc.nbytes:,} bytes** ({enc.bpp:.3f} bpp), "
+            f"{enc.mode}, {_layout_words(report.settings)}: **{enc.nbytes:,} bytes** ({enc.bpp:.3f} bpp), "
             f"PSNR {_fmt_db(report.rows[0].psnr)} dB, SSIM {_fmt_ssim(report.rows[0].ssim)}.\n\n"
             f"How the ranks were chosen: {enc.reason}{notes}"
         )
@@ -362,11 +368,13 @@ class App:
     # -- handlers --------------------------------------------------------------
 
     def compress_page(self, image, example, target, mode, layout, auto, rank_y, rank_u, rank_v,
-                      progress=None) -> Page:
-        """The page's Compress button (also run on upload and on picking an example)."""
+                      progress=None, tune="psnr") -> Page:
+        """The page's Compress button (also run on upload and on picking an example). ``tune``
+        applies to the tiled layout (the page's control says so; the global layout ignores it)."""
         try:
             settings = Settings(float(target) if target is not None else 0.9, mode, layout,
-                                parse_ranks(bool(auto), rank_y, rank_u, rank_v))
+                                parse_ranks(bool(auto), rank_y, rank_u, rank_v),
+                                tune if layout == "tiled" else "psnr")
         except (svdk.SvdkError, TypeError, ValueError) as exc:
             return Page(status=f"**Could not compare:** {exc}", error=True)
         if not image and not example:
@@ -374,12 +382,12 @@ class App:
         return self.compare(image, example, settings, progress)
 
     def compress_api(self, image, target=0.9, mode="ycbcr", layout="global", auto=True,
-                     rank_y=64, rank_u=16, rank_v=16) -> tuple[str, dict, str]:
+                     rank_y=64, rank_u=16, rank_v=16, tune="psnr") -> tuple[str, dict, str]:
         """``/compress``: (decoded PNG path, metrics, .svdk path); raises :class:`AppError` with a message."""
         if not image:
             raise AppError("no image: send an image file")
         t0 = time.perf_counter()
-        settings = Settings(float(target), mode, layout, parse_ranks(bool(auto), rank_y, rank_u, rank_v))
+        settings = Settings(float(target), mode, layout, parse_ranks(bool(auto), rank_y, rank_u, rank_v), tune)
         page = self.compare(image, None, settings, page=False)
         if page.error:
             raise AppError(page.status.replace("**Could not compare:** ", "").replace("**", ""))
@@ -436,6 +444,7 @@ class App:
                 "target": settings.target,
                 "mode": settings.mode,
                 "layout": settings.layout,
+                "tune": settings.tune,
                 "auto": settings.auto,
                 "ranks": list(settings.ranks or ()),
             }
@@ -450,7 +459,7 @@ class App:
 
     # -- several images -------------------------------------------------------
 
-    def compare_many(self, files, target=0.9, mode="ycbcr", layout="global", progress=None
+    def compare_many(self, files, target=0.9, mode="ycbcr", layout="global", progress=None, tune="psnr"
                      ) -> tuple[list[batch.Item], str]:
         """Compare each file (automatic rank); ``(items, message)``. One broken file gets its own message.
 
@@ -463,7 +472,7 @@ class App:
             return [], (f"**{len(paths)} files: the batch takes up to {batch.MAX_IMAGES} images.** "
                         f"Remove {len(paths) - batch.MAX_IMAGES} and compare again.")
         try:
-            settings = Settings(float(target) if target is not None else 0.9, mode, layout)
+            settings = Settings(float(target) if target is not None else 0.9, mode, layout, None, tune)
         except (svdk.SvdkError, TypeError, ValueError) as exc:
             return [], f"**Could not compare:** {exc}"
         items = []
@@ -485,21 +494,21 @@ class App:
         ok = sum(it.report is not None for it in items)
         failed = [it for it in items if it.report is None]
         message = (f"**{ok} of {len(items)} image{'s' * (len(items) > 1)} compared** (target SSIM "
-                   f"{settings.target:g}, {settings.mode}, {settings.layout} layout, automatic rank).")
+                   f"{settings.target:g}, {settings.mode}, {_layout_words(settings)}, automatic rank).")
         if failed:
             message += "".join(f"\n* **{it.name}**: {it.error}" for it in failed)
         return items, message
 
-    def compress_many_page(self, files, target, mode, layout, progress=None):
-        """The batch panel: ``(message, table rows or None, chart or None)``."""
-        items, message = self.compare_many(files, target, mode, layout, progress)
+    def compress_many_page(self, files, target, mode, layout, progress=None, tune="psnr"):
+        """The batch panel: ``(message, table rows or None, chart or None)`` (``tune``: as on the page)."""
+        items, message = self.compare_many(files, target, mode, layout, progress, tune if layout == "tiled" else "psnr")
         if not any(it.report is not None for it in items):
             return message, None, None
         return message, batch.table(items), batch.figure(items)
 
-    def compress_many_api(self, files, target=0.9, mode="ycbcr", layout="global") -> dict:
+    def compress_many_api(self, files, target=0.9, mode="ycbcr", layout="global", tune="psnr") -> dict:
         """``/compress_many``: the JSON of :func:`demo.batch.summary_json`; :class:`AppError` when nothing can run."""
-        items, message = self.compare_many(files, target, mode, layout)
+        items, message = self.compare_many(files, target, mode, layout, tune=tune)
         if not items:
             raise AppError(message.replace("**", ""))
         return batch.summary_json(items)
@@ -598,6 +607,9 @@ def build_demo(app: App | None = None):
                                 info="ycbcr: luma + 4:2:0 chroma at a quarter of the rank; rgb: each channel its own rank")
                 layout = gr.Radio(["global", "tiled"], value="global", label="Layout",
                                   info="global: one SVD per plane; tiled: an SVD per 8x8 tile")
+                tune = gr.Radio(["psnr", "ssim"], value="psnr", label="Tiled layout tuned for", elem_id="tune",
+                                info="psnr: the largest components; ssim: more faint detail in flat regions, "
+                                     "a smaller file at the same SSIM, lower PSNR")
                 auto = gr.Checkbox(True, label="Automatic rank (CNN prediction, then checked)")
                 with gr.Row():
                     rank_y = gr.Number(64, precision=0, minimum=1, label="rank Y (or R)", min_width=80,
@@ -666,8 +678,9 @@ def build_demo(app: App | None = None):
 
         results = [status, slider, summary, table, svdk_file, png_file, gallery, progressive, rd_plot, spec_plot,
                    last_state, explorer_state, explorer_k, explorer_image, explorer_caption, share_url, share_msg]
-        inputs = [image_in, example_state, target, mode, layout, auto, rank_y, rank_u, rank_v]
-        input_values = [image_in, example_dd, example_state, target, mode, layout, auto, rank_y, rank_u, rank_v]
+        inputs = [image_in, example_state, target, mode, layout, auto, rank_y, rank_u, rank_v, tune]
+        input_values = [image_in, example_dd, example_state, target, mode, layout, auto, rank_y, rank_u, rank_v,
+                        tune]
 
         def page_values(page: Page):
             # A new comparison (or a failed one) replaces everything, the explorer and the old link too.
@@ -690,9 +703,9 @@ def build_demo(app: App | None = None):
             fig = app.explore_chart(token, k)
             return gr.skip() if fig is None else fig
 
-        def on_compress(image, example, t, m, lay, a, y, u, v, progress=gr.Progress()):
+        def on_compress(image, example, t, m, lay, a, y, u, v, tu, progress=gr.Progress()):
             return page_values(app.compress_page(image, example, t, m, lay, a, y, u, v,
-                                                 progress=lambda f, d: progress(f, desc=d)))
+                                                 progress=lambda f, d: progress(f, desc=d), tune=tu))
 
         def on_example(name):
             return app.pick_example(name), name
@@ -706,36 +719,37 @@ def build_demo(app: App | None = None):
             i = page.inputs
             r = (i["ranks"] + [None, None, None])[:3]
             values = [i["image"], i["example"], i["example"], i["target"], i["mode"], i["layout"], i["auto"],
-                      r[0] or gr.skip(), r[1] or gr.skip(), r[2] or gr.skip()]
+                      r[0] or gr.skip(), r[1] or gr.skip(), r[2] or gr.skip(), i["tune"]]
             out = values + page_values(page)
             out[len(input_values) + results.index(share_msg)] = "The link of this page: it opens this comparison."
             return out + [page.query or ""]
 
-        def on_api(image, t, m, lay, a, y, u, v):
+        def on_api(image, t, m, lay, a, y, u, v, tu):
             try:
-                return app.compress_api(image, t, m, lay, a, y, u, v)
+                return app.compress_api(image, t, m, lay, a, y, u, v, tu)
             except svdk.SvdkError as exc:
                 raise gr.Error(str(exc)) from None
 
         common = {"concurrency_id": "svdk", "concurrency_limit": CONCURRENCY}
 
-        def on_batch(files, t, m, lay, progress=gr.Progress()):
-            message, rows, fig = app.compress_many_page(files, t, m, lay, progress=lambda f, d: progress(f, desc=d))
+        def on_batch(files, t, m, lay, tu, progress=gr.Progress()):
+            message, rows, fig = app.compress_many_page(files, t, m, lay, progress=lambda f, d: progress(f, desc=d),
+                                                        tune=tu)
             if rows is None:
                 gr.Warning(re.sub(r"\*\*", "", message.split("\n")[0]))
             return message, rows, fig
 
-        def on_api_many(files, t, m, lay):
+        def on_api_many(files, t, m, lay, tu):
             try:
-                return app.compress_many_api(files, t, m, lay)
+                return app.compress_many_api(files, t, m, lay, tu)
             except svdk.SvdkError as exc:
                 raise gr.Error(str(exc)) from None
 
-        batch_inputs = [batch_files, target, mode, layout]
+        batch_inputs = [batch_files, target, mode, layout, tune]
         batch_outputs = [batch_status, batch_table, batch_plot]
         batch_btn.click(on_batch, batch_inputs, batch_outputs, api_visibility="private", **common)
         batch_files.upload(on_batch, batch_inputs, batch_outputs, api_visibility="private", **common)
-        api_many_btn.click(on_api_many, [api_many_files, target, mode, layout], api_many_out,
+        api_many_btn.click(on_api_many, [api_many_files, target, mode, layout, tune], api_many_out,
                            api_name="compress_many", **common)
         run_btn.click(on_compress, inputs, results, api_visibility="private", **common)
         image_in.upload(lambda: (None, None), None, [example_state, example_dd], queue=False,
@@ -756,21 +770,29 @@ def build_demo(app: App | None = None):
         auto.change(lambda a: [gr.update(interactive=not a)] * 3, auto, manual, queue=False, api_visibility="private")
         demo.load(lambda a: [gr.update(interactive=not a)] * 3, auto, manual, queue=False, api_visibility="private")
 
-        def on_setting(image, example, t, m, lay, a, y, u, v, progress=gr.Progress()):
-            # A new layout or mode redraws the comparison at once (when there is an image to compare).
+        def on_setting(image, example, t, m, lay, a, y, u, v, tu, progress=gr.Progress()):
+            # A new layout, mode or tune redraws the comparison at once (when there is an image to compare).
             if not image and not example:
                 return [gr.skip()] * len(results)
-            return on_compress(image, example, t, m, lay, a, y, u, v, progress)
+            return on_compress(image, example, t, m, lay, a, y, u, v, tu, progress)
 
         for control in (layout, mode):
             control.input(on_setting, inputs, results, api_visibility="private", **common)
+
+        def on_tune(image, example, t, m, lay, a, y, u, v, tu, progress=gr.Progress()):
+            # the tune changes the tiled layout only
+            if lay != "tiled":
+                return [gr.skip()] * len(results)
+            return on_setting(image, example, t, m, lay, a, y, u, v, tu, progress)
+
+        tune.input(on_tune, inputs, results, api_visibility="private", **common)
         explorer_k.input(on_explore, [explorer_state, explorer_k], [explorer_image, explorer_caption],
                          api_visibility="private", trigger_mode="always_last", concurrency_id="explore",
                          concurrency_limit=CONCURRENCY, show_progress="hidden")
         explorer_k.release(on_explore_chart, [explorer_state, explorer_k], spec_plot, api_visibility="private",
                            trigger_mode="always_last", concurrency_id="explore", concurrency_limit=CONCURRENCY,
                            show_progress="hidden")
-        api_btn.click(on_api, [image_in, target, mode, layout, auto, rank_y, rank_u, rank_v],
+        api_btn.click(on_api, [image_in, target, mode, layout, auto, rank_y, rank_u, rank_v, tune],
                       [api_image, api_metrics, api_file], api_name="compress", **common)
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     return demo

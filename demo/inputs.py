@@ -30,6 +30,8 @@ MIN_SIDE = 8
 SSIM_RANGE = (0.5, 0.99)
 MODES = ("ycbcr", "rgb")
 LAYOUTS = ("global", "tiled")
+#: What the tiled layout's choice of components is tuned for (svdk's ``tune``).
+TUNES = ("psnr", "ssim")
 
 
 class AppError(svdk.SvdkError):
@@ -49,6 +51,7 @@ class Settings:
     mode: str = "ycbcr"
     layout: str = "global"
     ranks: tuple[int, ...] | None = None
+    tune: str = "psnr"
 
     def __post_init__(self):
         lo, hi = SSIM_RANGE
@@ -59,6 +62,10 @@ class Settings:
             raise AppError(f"colour mode must be one of {', '.join(MODES)}; got {self.mode!r}")
         if self.layout not in LAYOUTS:
             raise AppError(f"layout must be one of {', '.join(LAYOUTS)}; got {self.layout!r}")
+        if self.tune not in TUNES:
+            raise AppError(f"tune must be one of {', '.join(TUNES)}; got {self.tune!r}")
+        if self.tune != "psnr" and self.layout != "tiled":
+            raise AppError(f"tuning for {self.tune.upper()} applies to the tiled layout; choose the tiled layout")
         if self.ranks is not None:
             ranks = tuple(self.ranks)
             if not 1 <= len(ranks) <= 3 or not all(
@@ -78,13 +85,13 @@ class Settings:
 
     def to_dict(self) -> dict:
         return {"target": self.target, "mode": self.mode, "layout": self.layout,
-                "ranks": list(self.ranks) if self.ranks else None}
+                "ranks": list(self.ranks) if self.ranks else None, "tune": self.tune}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Settings":
         ranks = d.get("ranks")
         return cls(float(d.get("target", 0.9)), str(d.get("mode", "ycbcr")), str(d.get("layout", "global")),
-                   tuple(ranks) if ranks else None)
+                   tuple(ranks) if ranks else None, str(d.get("tune", "psnr")))
 
 
 # ----------------------------------------------------------------------------

@@ -193,7 +193,7 @@ def _encode(pixels: svdk.Pixels, settings: Settings, model: Model | None):
         opts["quality"] = ("ssim", settings.target)
         if model is not None and (model.tiled if settings.layout == "tiled" else model.predictor) is not None:
             opts["policy"] = "cnn"
-    encoder = svdk.Encoder(pixels, mode=settings.mode, tiled=settings.layout == "tiled")
+    encoder = svdk.Encoder(pixels, mode=settings.mode, tiled=settings.layout == "tiled", tune=settings.tune)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", svdk.SvdkWarning)  # kept in Encoded.notes
         enc = encoder.encode(**opts)

@@ -19,7 +19,7 @@ characters of ``secrets.token_urlsafe(16)`` (128 random bits) and are checked
 against :data:`ID_PATTERN` before any file is touched. When the store holds
 more than ``max_bytes`` or ``max_items``, the oldest links are deleted.
 
-Examples need no store: ``?example=coffee&quality=0.9&mode=ycbcr&layout=tiled``
+Examples need no store: ``?example=coffee&quality=0.9&mode=ycbcr&layout=tiled`` (``&tune=ssim``)
 (and ``ranks=64,16,16`` for manual ranks) reproduce a comparison from the URL
 alone; see :func:`settings_from_query` and :func:`query_for`.
 """
@@ -243,7 +243,7 @@ def settings_from_query(params: dict) -> tuple[str | None, Settings | None]:
             parsed = tuple(int(k) for k in ranks.split(","))
         except ValueError:
             raise AppError(f"ranks in the link must look like 64,16,16; got {ranks!r}") from None
-    return f"example:{name}", Settings(target, mode, layout, parsed)
+    return f"example:{name}", Settings(target, mode, layout, parsed, _first(params, "tune") or "psnr")
 
 
 def query_for(example: str, settings: Settings) -> str:
@@ -251,6 +251,8 @@ def query_for(example: str, settings: Settings) -> str:
     params = {"example": example, "quality": f"{settings.target:g}", "mode": settings.mode}
     if settings.layout != "global":
         params["layout"] = settings.layout
+    if settings.tune != "psnr":
+        params["tune"] = settings.tune
     if settings.ranks:
         params["ranks"] = ",".join(str(k) for k in settings.ranks)
     return "?" + urlencode(params)

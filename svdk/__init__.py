@@ -67,6 +67,7 @@ def compress(
     qstep: float | None = None,
     tiled: bool = False,
     tile_size: int | None = None,
+    tune: str = "psnr",
 ) -> bytes:
     """Compress ``image`` into the bytes of an .svdk file.
 
@@ -108,6 +109,14 @@ def compress(
         files than the global layout at the same quality.
     tile_size : int, optional
         Tile side of the tiled layout (4 to 64; default 8).
+    tune : {'psnr', 'ssim'}, optional
+        What the tiled layout's choice of components is tuned for. ``'psnr'``
+        (default) keeps the largest singular values of each plane: the best
+        PSNR for the bytes. ``'ssim'`` weighs them by their tiles' contrast
+        first, keeping more faint detail in flat regions and less in busy
+        ones, with a coarser step: better SSIM and MS-SSIM for the bytes
+        (about 10 % fewer bytes at the same MS-SSIM on photos), at some cost
+        in PSNR. Files decode the same way either way.
 
     Notes
     -----
@@ -133,6 +142,7 @@ def compress(
         qstep=qstep,
         tiled=tiled,
         tile_size=tile_size,
+        tune=tune,
     ).data
 
 

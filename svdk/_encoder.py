@@ -21,7 +21,7 @@ from . import policies
 from ._codec import CHROMA_TAU_FRACTION, Plane, chroma_rank, from_planes, reconstruct, to_planes, to_uint8
 from ._errors import OptionError, SvdkWarning
 from ._image import ImageLike, Pixels, load_image
-from ._tiled import DEFAULT_TILE, decode_tiled_plane, padded_pixels, tiled_planes
+from ._tiled import DEFAULT_TILE, TUNES, decode_tiled_plane, padded_pixels, tiled_planes
 from .metrics import Scorer
 
 __all__ = ["Encoded", "Encoder", "encode", "decode"]
@@ -46,6 +46,8 @@ class Encoded:
     ``measured``: ``{"metric": "psnr", "plane": "Y", "value": 30.02}`` (the
     searched plane, luma in ycbcr mode; in rgb mode the lowest of the
     three), which can differ from the RGB figure of the decoded image.
+    ``tune`` is what the tiled layout's choice of components was tuned for
+    (``"psnr"`` or ``"ssim"``; always ``"psnr"`` in the global layout).
     """
 
     data: bytes
@@ -61,6 +63,7 @@ class Encoded:
     alpha: bool = False
     layout: str = "global"
     tile: int = 0
+    tune: str = "psnr"
     notes: list[str] = field(default_factory=list)
     components: tuple[int, ...] = ()
     predicted_rank: int | None = None
@@ -117,6 +120,15 @@ def _tile_size(tiled: bool, tile_size, qstep) -> int | None:
     return int(tile)
 
 
+def _check_tune(tune, tile) -> None:
+    if not isinstance(tune, str) or tune not in TUNES:
+        raise OptionError(f"unknown tune {tune!r}; choose one of {', '.join(map(repr, TUNES))}")
+    if tune != "psnr" and not tile:
+        raise OptionError(
+            f"tune={tune!r} applies to the tiled layout (tiled=True, or --tiled); the global layout has one rank per plane"
+        )
+
+
 class Encoder:
     """One image's decomposition, ready to be coded at any ranks.
 
@@ -124,7 +136,7 @@ class Encoder:
     ----------
     image : ndarray, PIL.Image.Image, path, bytes or ``"example:NAME"``
         As :func:`svdk.compress` takes it.
-    mode, subsampling, qstep, tiled, tile_size
+    mode, subsampling, qstep, tiled, tile_size, tune
         The coding options of :func:`svdk.compress`; they fix the planes and
         their decompositions.
 
@@ -144,6 +156,9 @@ class Encoder:
         The image as loaded.
     mode, subsampled, tile, layout, width, height, plane_names
         What is coded, as the file's header will say.
+    tune : str
+        What the tiled layout's choice of components is tuned for (``"psnr"``
+        or ``"ssim"``; not in the file, which decodes the same either way).
     planes : list
         One object per coded plane (the rank policies' view of it:
         ``max_rank``, ``search_start``, ``candidates()``, ``energy_total``,
@@ -184,6 +199,7 @@ class Encoder:
         qstep: float | None = None,
         tiled: bool = False,
         tile_size: int | None = None,
+        tune: str = "psnr",
     ):
         pixels = load_image(image)
         mode, subsampled, notes = _resolve_mode(pixels, mode, subsampling)
@@ -194,10 +210,12 @@ class Encoder:
         ):
             raise OptionError(f"qstep must be a number in [1/256, 255]; got {qstep!r}")
         tile = _tile_size(tiled, tile_size, qstep)
+        _check_tune(tune, tile)
         self.pixels = pixels
         self.mode = mode
         self.subsampled = subsampled
         self.tile = tile
+        self.tune = tune
         self.height, self.width = pixels.height, pixels.width
         self.notes = [*pixels.notes, *notes]
         if tile and padded_pixels(self.height, self.width, tile) > fmt.MAX_TILE_GRID:
@@ -207,7 +225,7 @@ class Encoder:
                 f"{fmt.MAX_TILE_GRID}; use a smaller tile size or the global layout"
             )
         data = to_planes(pixels.color, mode, subsampled)
-        self.planes = tiled_planes(data, tile) if tile else [Plane(p, qstep) for p in data]
+        self.planes = tiled_planes(data, tile, tune) if tile else [Plane(p, qstep) for p in data]
         self.evaluations = 0
         self._scorers: dict[tuple[int, str], Scorer] = {}
 
@@ -393,6 +411,7 @@ class Encoder:
             components=chosen,
             layout=self.layout,
             tile=self.tile or 0,
+            tune=self.tune,
             policy=name,
             reason=choice.reason,
             evaluations=self.evaluations - evaluations,
@@ -429,10 +448,13 @@ def encode(
     qstep: float | None = None,
     tiled: bool = False,
     tile_size: int | None = None,
+    tune: str = "psnr",
 ) -> Encoded:
     """Compress ``image`` and report how: the file, the ranks and why (see :func:`svdk.compress`)."""
     t0 = time.perf_counter()
-    encoder = Encoder(image, mode=mode, subsampling=subsampling, qstep=qstep, tiled=tiled, tile_size=tile_size)
+    encoder = Encoder(
+        image, mode=mode, subsampling=subsampling, qstep=qstep, tiled=tiled, tile_size=tile_size, tune=tune
+    )
     result = encoder.encode(rank=rank, ranks=ranks, quality=quality, size=size, energy=energy, policy=policy)
     result.seconds = time.perf_counter() - t0
     return result

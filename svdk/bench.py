@@ -164,6 +164,14 @@ def codecs() -> dict[str, Codec]:
             [("energy", e) for e in energy],
             tiled=True,
         ),
+        "svdk-tiled-ssim": _svdk_codec(
+            "svdk-tiled-ssim",
+            "svdk tiled layout as svdk-tiled, tuned for SSIM (tune='ssim': components weighted by their "
+            "tiles' contrast, step factors 1.5 to 1.75)",
+            [("energy", e) for e in energy],
+            tiled=True,
+            tune="ssim",
+        ),
         # Each reference from its lowest setting: quality 2 is as low as Pillow's JPEG goes (its
         # baseline tables saturate: quality 1 is a few bytes smaller), 0.07-0.16 bpp on Kodak;
         # jpegli's quality 1 is 0.2-0.4 bpp and JPEG XL's quality 0 (distance 25) 0.1-0.3 bpp,
@@ -194,7 +202,10 @@ def unavailable() -> dict[str, str]:
     return {k: v for k, v in baselines.unavailable().items() if k in CODECS}
 
 
-CODECS = ("svdk-global-ycbcr", "svdk-global-rgb", "svdk-tiled", "jpeg", "jpegli", "webp", "avif", "jxl", "png")
+CODECS = (
+    "svdk-global-ycbcr", "svdk-global-rgb", "svdk-tiled", "svdk-tiled-ssim", "jpeg", "jpegli", "webp", "avif", "jxl",
+    "png",
+)
 
 
 # ----------------------------------------------------------------------------

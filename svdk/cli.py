@@ -60,6 +60,13 @@ def _codec_options(p: argparse.ArgumentParser) -> None:
         help="tiled layout: an SVD per tile, ranks per tile from one threshold (needs --quality, --size or --energy)",
     )
     o.add_argument("--tile-size", type=int, metavar="T", help="tile size for --tiled (default 8)")
+    o.add_argument(
+        "--tune",
+        choices=("psnr", "ssim"),
+        default="psnr",
+        help="with --tiled: choose components for PSNR (default) or for SSIM "
+        "(more faint detail in flat regions, a coarser step: smaller files at the same SSIM, lower PSNR)",
+    )
 
 
 def _options(args) -> dict:
@@ -75,6 +82,7 @@ def _options(args) -> dict:
         qstep=args.qstep,
         tiled=args.tiled,
         tile_size=args.tile_size,
+        tune=args.tune,
     )
 
 

@@ -65,6 +65,7 @@ def record(enc: Encoded, row: Row) -> dict:
         "mode": enc.mode,
         "subsampling": ("4:2:0" if enc.subsampled else "4:4:4") if enc.mode == "ycbcr" else None,
         "layout": enc.layout,
+        "tune": enc.tune,
         "ranks": dict(zip(names, enc.ranks)),
         "components": dict(zip(names, enc.components)),
         "policy": enc.policy,

@@ -74,6 +74,8 @@ def app(tmp_path):
         ({"layout": "mosaic"}, "layout must be one of global, tiled"),
         ({"ranks": (64, "x", 16)}, "ranks must be one to three whole numbers"),
         ({"layout": "tiled", "ranks": (64, 16, 16)}, "manual ranks apply to the global layout"),
+        ({"layout": "tiled", "tune": "mse"}, "tune must be one of psnr, ssim"),
+        ({"tune": "ssim"}, "tuning for SSIM applies to the tiled layout"),
     ],
 )
 def test_settings_refuse_bad_values(kwargs, message):
@@ -401,6 +403,12 @@ def test_url_parameters():
     with pytest.raises(ShareError, match="malformed"):
         settings_from_query({"share": "../x"})
     assert query_for("rocket", Settings(0.95, "ycbcr", "tiled")) == "?example=rocket&quality=0.95&mode=ycbcr&layout=tiled"
+    tuned = Settings(0.95, "ycbcr", "tiled", tune="ssim")
+    assert query_for("rocket", tuned).endswith("&layout=tiled&tune=ssim")
+    assert settings_from_query({"example": "rocket", "quality": "0.95", "layout": "tiled", "tune": "ssim"})[1] == tuned
+    assert Settings.from_dict(tuned.to_dict()) == tuned and Settings.from_dict({"layout": "tiled"}).tune == "psnr"
+    with pytest.raises(AppError, match="tuning for SSIM applies to the tiled layout"):
+        settings_from_query({"example": "rocket", "tune": "ssim"})
 
 
 # ----------------------------------------------------------------------------
@@ -448,7 +456,7 @@ def test_compress_endpoint(client, tmp_path):
     api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert "/compress" in api
     params = api["/compress"]["parameters"]
-    assert [p["parameter_has_default"] for p in params][1:] == [True] * 7
+    assert [p["parameter_has_default"] for p in params][1:] == [True] * 8
     path = save(tmp_path, "in.png", photo())
     decoded, metrics, svdk_file = client.predict(handle_file(path), api_name="/compress")
     data = Path(svdk_file).read_bytes()
@@ -459,6 +467,16 @@ def test_compress_endpoint(client, tmp_path):
     decoded, metrics, _ = client.predict(handle_file(path), 0.9, "ycbcr", "global", False, 20, 5, 5,
                                          api_name="/compress")
     assert metrics["svdk"]["ranks"] == [20, 5, 5] and metrics["svdk"]["predicted_rank"] is None
+    # the tiled layout tuned for SSIM: the target still met, in fewer bytes than the default tune
+    sizes = {}
+    for tune in ("psnr", "ssim"):
+        _, metrics, svdk_file = client.predict(handle_file(path), 0.9, "ycbcr", "tiled", True, 64, 16, 16, tune,
+                                               api_name="/compress")
+        sizes[tune] = Path(svdk_file).stat().st_size
+        assert metrics["svdk"]["bytes"] == sizes[tune]
+    assert sizes["ssim"] < sizes["psnr"]
+    with pytest.raises(Exception, match="tuning for SSIM applies to the tiled layout"):
+        client.predict(handle_file(path), 0.9, "ycbcr", "global", True, 64, 16, 16, "ssim", api_name="/compress")
 
 
 def test_compress_endpoint_reports_bad_input_and_keeps_serving(client, tmp_path):

@@ -801,6 +801,10 @@ def test_the_committed_summaries_render():
     for name in ("rd", "rd-bsds500"):
         text = tables.TABLES[name]()
         assert text.count("| svdk-tiled |") >= 1 and "| jpeg |" in text
+        assert text.count("| svdk-tiled-ssim |") == 2  # PSNR and MS-SSIM
+    text = tables.TABLES["tune"]()
+    for label in ("Kodak-24", "BSDS500 test", "scikit-image (4)"):
+        assert f"| {label} | 0.9 |" in text
 
 
 def test_the_chart_keeps_one_colour_per_codec_and_shows_ms_ssim_in_db(anchors_run, full_run):
@@ -855,3 +859,29 @@ def test_rd_change_reads_both_runs_at_each_rate(tmp_path, capsys):
     (tmp_path / "other.json").write_text(json.dumps({"per_image": {"z": old["per_image"]["a"]}}))
     assert rd_change.main([str(tmp_path / "old.json"), str(tmp_path / "other.json")]) == 2
     assert "share no image" in capsys.readouterr().err
+
+
+def test_tune_benchmark_compares_the_two_tunes_of_each_image(tmp_path, capsys):
+    """benchmarks.tune: each image is coded at every target with both tunes, as svdk.encode
+    codes it; the summary's ratios and counts follow the rows; missing data says where to get it."""
+    from benchmarks import tune
+
+    rows = tune.encode_both("example:chelsea")
+    for t in tune.TARGETS:
+        for name in tune.TUNES:
+            assert rows[str(t)][name]["ssim_luma"] >= t
+        assert rows[str(t)]["ssim"]["bytes"] == len(
+            svdk.compress("example:chelsea", tiled=True, quality=f"ssim:{t}", tune="ssim"))
+
+    def row(plain, tuned, luma=0.99):
+        return {"psnr": {"bytes": plain, "ssim_luma": luma, "psnr_rgb": 30.0},
+                "ssim": {"bytes": tuned, "ssim_luma": luma, "psnr_rgb": 29.5}}
+
+    per_image = {"a": {str(t): row(100, 90) for t in tune.TARGETS},
+                 "b": {str(t): row(100, 110, luma=0.5) for t in tune.TARGETS}}
+    summary = tune.summarize(per_image)["0.9"]
+    assert summary["size_ratio_median"] == pytest.approx(1.0) and summary["size_ratio_mean"] == pytest.approx(1.0)
+    assert (summary["smaller"], summary["targets_met"], summary["images"]) == (1, 1, 2)
+    assert summary["psnr_change_db_mean"] == pytest.approx(-0.5)
+    assert tune.main(["--kodak", str(tmp_path), "--output", str(tmp_path / "t.json")]) == 2
+    assert "r0k.us" in capsys.readouterr().err and not (tmp_path / "t.json").exists()

@@ -160,6 +160,7 @@ def test_failed_encode_leaves_no_partial_output(photo, tmp_path, capsys):
         (["--size", "lots"], "size must look like"),
         (["--ranks", "8,4"], "3 plane(s)"),
         (["--energy", "1.5"], "(0, 1]"),
+        (["--tune", "ssim"], "tune='ssim' applies to the tiled layout"),
     ],
 )
 def test_bad_options_are_one_clear_line(photo, tmp_path, capsys, args, words):
@@ -175,6 +176,9 @@ def test_usage_errors_exit_2(photo, capsys):
     assert exc.value.code == 2
     with pytest.raises(SystemExit) as exc:
         main(["compress", str(photo), str(photo), "-o", "x.svdk"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["compress", str(photo), "--tiled", "--tune", "mse"])
     assert exc.value.code == 2
 
 
@@ -264,3 +268,14 @@ def test_tiled_lines_count_components(photo, tmp_path, capsys):
     assert "components Y=" in out
     code, out, _ = run(["info", tmp_path / "photo.svdk"], capsys)
     assert "largest tile ranks" in out and "components kept" in out
+
+
+def test_tune_ssim_writes_the_library_s_file(photo, tmp_path, capsys):
+    code, out, err = run(["compress", photo, "--tiled", "--tune", "ssim", "-o", tmp_path / "t.svdk"], capsys)
+    assert code == 0, err
+    written = (tmp_path / "t.svdk").read_bytes()
+    assert written == svdk.compress(str(photo), tiled=True, tune="ssim")
+    code, out, err = run(["compress", photo, "--tiled", "--tune", "ssim", "--json", "-f", "-o", tmp_path / "t.svdk"],
+                         capsys)
+    assert code == 0 and json.loads(out)["tune"] == "ssim"
+    assert written != svdk.compress(str(photo), tiled=True)

@@ -486,6 +486,74 @@ def test_the_tiled_step_is_coarser_at_low_rates_and_chroma_follows_luma(kodak_cr
             np.testing.assert_array_equal(encoder.reconstruct(ranks[i], plane=i), _codec.to_uint8(plane))
 
 
+def test_tune_ssim_keeps_faint_detail_in_flat_regions():
+    """tune="ssim" spends a count's components on the faint texture of a flat
+    region rather than on a busy one (tune="psnr" does the opposite); the file
+    is an ordinary one: a tile keeps a prefix of its components, the step
+    comes from the plain threshold at the count, and it decodes to what
+    Encoder.reconstruct shows."""
+    from svdk import _codec, _tiled
+    from svdk import format as fmt
+
+    rng = np.random.default_rng(3)
+    image = np.full((64, 128), 128.0)
+    image[:, :64] += rng.normal(0, 4, (64, 64))  # faint texture on the left
+    image[:, 64:] += rng.normal(0, 24, (64, 64))  # strong texture on the right
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    psnr_enc = svdk.Encoder(image, tiled=True)
+    ssim_enc = svdk.Encoder(image, tiled=True, tune="ssim")
+    count = 3 * psnr_enc.planes[0].ntiles  # three components per tile on average
+    left = np.zeros((8, 16), bool)
+    left[:, :8] = True
+    for enc, faint_share in ((psnr_enc, lambda x: x < 0.02), (ssim_enc, lambda x: x > 0.15)):
+        ranks = enc.planes[0].ranks(count).reshape(8, 16)
+        assert abs(int(ranks.sum()) - count) <= 1
+        assert faint_share(ranks[left].sum() / ranks.sum()), enc.tune
+        header, factors, _ = fmt.unpack(enc.pack((count,)))
+        assert np.array_equal(factors[0][0], enc.planes[0].ranks(count))
+        # the same plain threshold, hence the same step, at the same count
+        assert header.planes[0].qstep == _tiled.step_code(
+            _tiled.step_for(enc.planes[0].tau(count), 8, 3.0, enc.tune)
+        )
+        decoded = _tiled.decode_tiled_plane(
+            *factors[0], header.planes[0].qstep, (64, 128), 8, deblock_strength=header.planes[0].deblock
+        )
+        np.testing.assert_array_equal(enc.reconstruct(count), _codec.to_uint8(decoded))
+    assert _tiled.step_factor(0.1, 8, "ssim") == 1.75 and _tiled.step_factor(2.0, 8, "ssim") == 1.5
+    # the energy policy reads the kept components' own singular values
+    for enc in (psnr_enc, ssim_enc):
+        k = enc.encode(energy=0.8).components[0]
+        kept = float(np.sum(enc.planes[0].singular_values(k).astype(np.float64) ** 2))
+        fewer = float(np.sum(enc.planes[0].singular_values(k - 1).astype(np.float64) ** 2))
+        total = enc.planes[0].energy_total
+        assert fewer < 0.8 * total <= kept * (1 + 1e-9)
+
+
+def test_tune_ssim_meets_an_ssim_target_in_fewer_bytes():
+    """What tune="ssim" is for: the default SSIM target, still met, in a smaller file."""
+    image = svdk.load_image("example:astronaut").color
+    plain = svdk.encode(image, tiled=True, quality="ssim:0.9")
+    tuned = svdk.encode(image, tiled=True, quality="ssim:0.9", tune="ssim")
+    assert tuned.nbytes < 0.95 * plain.nbytes
+    # met on the file's own luma, as a fresh encoder decodes it (Encoder.reconstruct is the file's plane)
+    fresh = svdk.Encoder(image, tiled=True, tune="ssim")
+    assert fresh.score(tuned.components[0]) >= 0.9 and tuned.measured["value"] >= 0.9
+    assert fresh.pack(tuned.components) == tuned.data
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(tiled=True, tune="butteraugli"), "unknown tune 'butteraugli'"),
+        (dict(tiled=True, tune=None), "unknown tune None"),
+        (dict(tune="ssim"), "tune='ssim' applies to the tiled layout"),
+    ],
+)
+def test_tune_errors(options, message):
+    with pytest.raises(svdk.OptionError, match=message):
+        svdk.compress("example:camera", quality="ssim:0.8", **options)
+
+
 def test_the_planes_of_an_image_decompose_as_each_alone(kodak_crop, monkeypatch):
     """The encoder computes the tile SVDs of all planes as one stack; each
     tile's factors are those of the plane decomposed on its own."""
