@@ -4,7 +4,7 @@ Every figure the README quotes comes from a JSON file in ``results/``, made
 by the command named in that file; this script only formats them, so the
 README can be checked against (or regenerated from) the JSON at any time.
 ``--only NAME`` prints one table (speed, rd, rd-bsds500, predictor, kodak, coding, app, cli,
-tiled-model, tiled-eval, tiled-speed, tune);
+tiled-model, tiled-eval, tiled-speed, tune, tune-choice);
 ``--write README.md`` replaces, in that file, the text between each
 ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` with the table;
 ``--results DIR`` reads another results folder (a trial run's, say:
@@ -461,6 +461,31 @@ def tune() -> str:
     return "\n".join(out)
 
 
+def tune_choice() -> str:
+    d = _load("tune_choice.json")
+    if d is None:
+        return ""
+    labels = {"kodak": "Kodak (12)", "bsds500-test": "BSDS500 test (12)", "scikit-image": "scikit-image (4)"}
+    sets = list(d["summary"])
+    out = [
+        f"`{d['command'].strip()}` (BD-rate against JPEG over 0.25-1 bpp, PSNR / MS-SSIM, per image then averaged; "
+        "`ssim` is what svdk writes):",
+        "",
+        "| variant | SSIM_MASKING | SSIM_MASKING_C | step factors | "
+        + " | ".join(labels.get(n, n) for n in sets) + " |",
+        "|---|---|---|---|" + "---|" * len(sets),
+    ]
+    for variant, (tune, masking, constant, steps) in d["variants"].items():
+        cells = []
+        for n in sets:
+            r = d["summary"][n][variant]
+            cells.append(f"{_f(r['psnr 0.25-1'], '+.1f')} % / {_f(r['ms-ssim 0.25-1'], '+.1f')} %")
+        knobs = ("-", "-", "1.25-1.5") if tune == "psnr" else (f"{masking:g}", f"{constant:g}",
+                                                                f"{steps[0]:g}-{steps[1]:g}")
+        out.append(f"| {variant} | " + " | ".join(knobs) + " | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 TABLES = {
     "speed": speed,
     "rd": rd,
@@ -475,6 +500,7 @@ TABLES = {
     "tiled-eval": tiled_eval,
     "tiled-speed": tiled_speed,
     "tune": tune,
+    "tune-choice": tune_choice,
 }
 
 

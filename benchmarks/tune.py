@@ -1,12 +1,14 @@
 """What ``tune="ssim"`` saves at a quality target: file sizes at the same SSIM.
 
-    python -m benchmarks.tune                # Kodak-24, BSDS500 test, scikit-image's 4 colour photos (about 15 minutes)
+    python -m benchmarks.tune                # Kodak-24, BSDS500 test, scikit-image's 4 colour photos (about 3 minutes on 2 cores)
     python -m benchmarks.tune --images 3     # a quick try: the first 3 images of each set
 
 Every image is encoded as a user would, ``svdk.encode(image, tiled=True,
 quality=f"ssim:{t}", tune=tune)`` at each target ``t`` of :data:`TARGETS`,
 once per tune. The file's bytes, the luma SSIM the target was checked on
-(``Encoded.measured``) and PSNR-RGB of the decoded file are recorded. Per set
+(``Encoded.measured``: the encoder's reconstruction of the luma plane it
+writes, which the test suite checks against the decoder) and PSNR-RGB of
+the decoded file are recorded. Per set
 and target, ``results/tune.json`` gives the median and mean of the size ratio
 (``ssim`` over ``psnr``), how many files got smaller, whether every target
 held, and the mean PSNR change. The BSDS500 and Kodak images are read from
@@ -26,7 +28,7 @@ import numpy as np
 
 from ._common import DEFAULT_KODAK, REPO, RESULTS, display_path, machine_info, write_json
 
-__all__ = ["TARGETS", "TUNES", "encode_both", "summarize", "main"]
+__all__ = ["TARGETS", "TUNES", "PHOTOS", "DEFAULT_BSDS", "encode_both", "images_in", "summarize", "main"]
 
 #: The SSIM targets (the default is 0.90).
 TARGETS = (0.85, 0.90, 0.95)
@@ -78,19 +80,22 @@ def summarize(per_image: dict) -> dict:
     return out
 
 
-def _sets(kodak: Path, bsds: Path, limit: int | None) -> dict[str, list[tuple[str, str]]]:
-    def files(folder: Path, pattern: str, what: str) -> list[tuple[str, str]]:
-        found = sorted(folder.glob(pattern))
-        if not found:
-            raise FileNotFoundError(
-                f"no {what} images in {folder}; ../shared/data/README.md says where the Kodak and BSDS500 "
-                "sets come from (Kodak: r0k.us/graphics/kodak; BSDS500: github.com/BIDS/BSDS500)"
-            )
-        return [(p.stem, str(p)) for p in found[:limit]]
+def images_in(folder: Path, pattern: str, step: int = 1, limit: int | None = None) -> list[tuple[str, str]]:
+    """``[(stem, path), ...]``: every ``step``-th file of ``folder`` matching ``pattern``, in name order,
+    the first ``limit`` of them; FileNotFoundError says where the data sets come from."""
+    found = sorted(folder.glob(pattern))[::step]
+    if not found:
+        raise FileNotFoundError(
+            f"no images in {folder}; ../shared/data/README.md says where the Kodak and BSDS500 "
+            "sets come from (Kodak: r0k.us/graphics/kodak; BSDS500: github.com/BIDS/BSDS500)"
+        )
+    return [(p.stem, str(p)) for p in found][:limit]
 
+
+def _sets(kodak: Path, bsds: Path, limit: int | None) -> dict[str, list[tuple[str, str]]]:
     return {
-        "kodak": files(kodak, "kodim*.png", "Kodak"),
-        "bsds500-test": files(bsds, "*.jpg", "BSDS500 test"),
+        "kodak": images_in(kodak, "kodim*.png", limit=limit),
+        "bsds500-test": images_in(bsds, "*.jpg", limit=limit),
         "scikit-image": [(n, f"example:{n}") for n in PHOTOS[:limit]],
     }
 

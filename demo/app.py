@@ -52,7 +52,7 @@ import svdk
 
 from . import batch, charts
 from .explore import Explorer, ExplorerStore
-from .inputs import MAX_UPLOAD_BYTES, SSIM_RANGE, AppError, Settings, prepare
+from .inputs import MAX_UPLOAD_BYTES, SSIM_RANGE, TUNES, AppError, Settings, prepare
 from .model import Model, load_model
 from .pipeline import Report, run
 from .share import ShareStore, query_for, settings_from_query
@@ -118,6 +118,11 @@ def _fmt_db(x: float | None) -> str:
 
 def _fmt_ssim(x: float | None) -> str:
     return "-" if x is None else f"{x:.4f}"
+
+
+def _page_tune(layout: str, tune: str) -> str:
+    """The page's tune control applies to the tiled layout (its label says so); the global layout has none."""
+    return tune if layout == "tiled" else "psnr"
 
 
 def _layout_words(settings: Settings) -> str:
@@ -373,8 +378,7 @@ class App:
         applies to the tiled layout (the page's control says so; the global layout ignores it)."""
         try:
             settings = Settings(float(target) if target is not None else 0.9, mode, layout,
-                                parse_ranks(bool(auto), rank_y, rank_u, rank_v),
-                                tune if layout == "tiled" else "psnr")
+                                parse_ranks(bool(auto), rank_y, rank_u, rank_v), _page_tune(layout, tune))
         except (svdk.SvdkError, TypeError, ValueError) as exc:
             return Page(status=f"**Could not compare:** {exc}", error=True)
         if not image and not example:
@@ -501,7 +505,7 @@ class App:
 
     def compress_many_page(self, files, target, mode, layout, progress=None, tune="psnr"):
         """The batch panel: ``(message, table rows or None, chart or None)`` (``tune``: as on the page)."""
-        items, message = self.compare_many(files, target, mode, layout, progress, tune if layout == "tiled" else "psnr")
+        items, message = self.compare_many(files, target, mode, layout, progress, _page_tune(layout, tune))
         if not any(it.report is not None for it in items):
             return message, None, None
         return message, batch.table(items), batch.figure(items)
@@ -607,7 +611,7 @@ def build_demo(app: App | None = None):
                                 info="ycbcr: luma + 4:2:0 chroma at a quarter of the rank; rgb: each channel its own rank")
                 layout = gr.Radio(["global", "tiled"], value="global", label="Layout",
                                   info="global: one SVD per plane; tiled: an SVD per 8x8 tile")
-                tune = gr.Radio(["psnr", "ssim"], value="psnr", label="Tiled layout tuned for", elem_id="tune",
+                tune = gr.Radio(list(TUNES), value="psnr", label="Tiled layout tuned for", elem_id="tune",
                                 info="psnr: the largest components; ssim: more faint detail in flat regions, "
                                      "a smaller file at the same SSIM, lower PSNR")
                 auto = gr.Checkbox(True, label="Automatic rank (CNN prediction, then checked)")

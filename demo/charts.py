@@ -65,7 +65,7 @@ def spectrum(report: Report, position: int | None = None) -> go.Figure:
 
 def spectrum_figure(values, label: str, *, tile: int = 0, chosen: int | None = None,
                     position: int | None = None) -> go.Figure:
-    """Singular values (log scale, left) and the share of energy kept (right), largest first.
+    """Singular values (log scale, left) and the share of energy kept (right), in the order kept.
 
     ``chosen`` marks the file's own k; ``position`` the explorer's slider.
     ``tile`` (tiled layout) says the values are those of every tile
@@ -99,7 +99,7 @@ def spectrum_figure(values, label: str, *, tile: int = 0, chosen: int | None = N
             hovertemplate=f"{name}: {k:,}<br>singular value %{{y:.4g}}<br>{share[k - 1]:.2f} % of the energy<extra></extra>",
         ), secondary_y=False)
     if tile:
-        xtitle = f"components of all {tile}x{tile} tiles, strongest first (log scale)"
+        xtitle = f"components of all {tile}x{tile} tiles, in the order they are kept (log scale)"
         fig.update_xaxes(type="log")
     else:
         xtitle = "k: number of components kept, strongest first"

@@ -17,7 +17,7 @@ from PIL import Image
 import svdk
 
 __all__ = ["AppError", "Settings", "Prepared", "prepare", "MAX_UPLOAD_BYTES", "WORK_PIXELS", "MIN_SIDE",
-           "SSIM_RANGE", "MODES", "LAYOUTS"]
+           "SSIM_RANGE", "MODES", "LAYOUTS", "TUNES"]
 
 #: Uploads larger than this many bytes are refused before they are decoded.
 MAX_UPLOAD_BYTES = int(os.environ.get("SVDK_APP_MAX_UPLOAD_BYTES", 25_000_000))
@@ -31,7 +31,7 @@ SSIM_RANGE = (0.5, 0.99)
 MODES = ("ycbcr", "rgb")
 LAYOUTS = ("global", "tiled")
 #: What the tiled layout's choice of components is tuned for (svdk's ``tune``).
-TUNES = ("psnr", "ssim")
+TUNES = svdk.TUNES
 
 
 class AppError(svdk.SvdkError):

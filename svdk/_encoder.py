@@ -365,16 +365,19 @@ class Encoder:
         return scorer.ssim(decoded) if metric == "ssim" else scorer.psnr(decoded)
 
     def spectrum(self, *, plane: int = 0) -> np.ndarray:
-        """Every singular value of a plane, largest first.
+        """Every singular value of a plane, in the order a rank or count keeps them.
 
-        Global layout: the plane's singular values (from the Gram matrix's
-        eigenvalues, without vectors). Tiled layout: the singular values of
-        all tiles (tile means removed) in one sorted list, without those
-        below ``1e-9`` of the largest (numerical noise).
+        Global layout: the plane's singular values, largest first (from the
+        Gram matrix's eigenvalues, without vectors). Tiled layout: the
+        singular values of all tiles (tile means removed) in one list,
+        without those below ``1e-9`` of the largest (numerical noise):
+        largest first, or with ``tune="ssim"`` in the weighted order that
+        count keeps them in, so that the first ``k`` are always the
+        components of the file at ``k``.
         """
         p = self.planes[self._plane(plane)]
         if self.tile:
-            return np.asarray(p.order[: p.max_count])
+            return np.asarray(p.singular_values(p.max_count))
         return p.all_singular_values()
 
     def encode(

@@ -23,6 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ._quiet import native_stderr_silenced
+from ._tiled import TUNES
 from .engine import positive_int
 
 __all__ = ["main"]
@@ -62,7 +63,7 @@ def _codec_options(p: argparse.ArgumentParser) -> None:
     o.add_argument("--tile-size", type=int, metavar="T", help="tile size for --tiled (default 8)")
     o.add_argument(
         "--tune",
-        choices=("psnr", "ssim"),
+        choices=TUNES,
         default="psnr",
         help="with --tiled: choose components for PSNR (default) or for SSIM "
         "(more faint detail in flat regions, a coarser step: smaller files at the same SSIM, lower PSNR)",

@@ -63,6 +63,15 @@ def test_encoder_spectrum(kodak_crop):
     tiled = svdk.Encoder(kodak_crop, tiled=True).spectrum()
     assert tiled.min() > 1e-9 * tiled[0]  # no numerical noise at the end
     assert np.all(np.diff(tiled) <= 0)
+    # tuned for SSIM: the first k values are those of the file at k (the explorer's energy kept)
+    encoder = svdk.Encoder(kodak_crop, tiled=True, tune="ssim")
+    tuned = encoder.spectrum()
+    assert np.sort(tuned)[::-1] == pytest.approx(tiled) and np.any(np.diff(tuned) > 0)
+    k = len(tuned) // 10
+    ranks = encoder.planes[0].ranks(k)
+    s = encoder.planes[0].s.astype(np.float64)
+    kept = sum(float(np.sum(s[t, :r] ** 2)) for t, r in enumerate(ranks))
+    assert kept == pytest.approx(float(np.sum(tuned[:k].astype(np.float64) ** 2)), rel=1e-12)
 
 
 def test_ranks_mean_the_same_in_encoded_and_info(kodak_crop):

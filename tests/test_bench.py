@@ -885,3 +885,27 @@ def test_tune_benchmark_compares_the_two_tunes_of_each_image(tmp_path, capsys):
     assert summary["psnr_change_db_mean"] == pytest.approx(-0.5)
     assert tune.main(["--kodak", str(tmp_path), "--output", str(tmp_path / "t.json")]) == 2
     assert "r0k.us" in capsys.readouterr().err and not (tmp_path / "t.json").exists()
+
+
+def test_tune_choice_scores_what_svdk_writes_and_checks_the_images_left_out(tmp_path, capsys):
+    """benchmarks.tune_choice: its "ssim" variant has svdk's constants; the held-out figures split each
+    committed curve set into the sample and the rest; missing data says where to get it."""
+    from benchmarks import tune_choice
+    from benchmarks._common import DEFAULT_KODAK, REPO
+    from svdk import _tiled
+
+    assert tune_choice.VARIANTS["ssim"] == ("ssim", _tiled.SSIM_MASKING, _tiled.SSIM_MASKING_C,
+                                            _tiled.SSIM_STEP_FACTORS)
+    bsds = REPO.parent / "shared" / "data" / "bsds500" / "test"
+    if not DEFAULT_KODAK.is_dir() or not bsds.is_dir():
+        pytest.skip("needs ../shared/data")
+    sets = tune_choice.sample(DEFAULT_KODAK, bsds)
+    assert [len(v) for v in sets.values()] == [12, 12, 4]
+    split = tune_choice.held_out(sets)
+    assert split["kodak"]["sample"]["images"] == split["kodak"]["rest"]["images"] == 12
+    assert split["bsds500-test"]["rest"]["images"] == 188 and "rest" not in split["scikit-image"]
+    for name in split:
+        for group in split[name].values():
+            assert group["svdk-tiled-ssim"] < group["svdk-tiled"]  # the tune gains MS-SSIM in and out of the sample
+    assert tune_choice.main(["--kodak", str(tmp_path), "--output", str(tmp_path / "t.json")]) == 2
+    assert "r0k.us" in capsys.readouterr().err

@@ -118,6 +118,9 @@ TILED_GOLDEN_CASES = {
     # 0.29 luma components per tile: the coarser step of low rates (svdk._tiled.step_factor)
     "tiled_ycbcr420_64x48_low_rate": (lambda: smooth_image(48, 64, 3, seed=11, noise=10),
                                       {"tiled": True, "energy": 0.2}),
+    # the encoder tuned for SSIM (svdk._tiled.masking_weights): an ordinary file, pinned all the same
+    "tiled_ycbcr420_64x48_tune_ssim": (lambda: smooth_image(48, 64, 3, seed=12, noise=10),
+                                       {"tiled": True, "energy": 0.6, "tune": "ssim"}),
 }
 
 
