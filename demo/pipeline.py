@@ -217,8 +217,10 @@ def _sweep_params(encoder: svdk.Encoder, chosen: int) -> list[int]:
 
 def _svdk_points(encoder: svdk.Encoder, encoded, scorer: Scorer, npx: int) -> list[Point]:
     def point(k: int) -> Point:
-        data = encoder.pack(encoder.ranks_for(k))
-        p, s = scorer(svdk.decompress(data))
+        ranks = encoder.ranks_for(k)
+        data = encoder.pack(ranks)
+        # what the file decodes to, from the planes the encoder has just reconstructed (tested equal)
+        p, s = scorer(encoder.decoded(ranks))
         return Point("svdk", k, len(data), 8 * len(data) / npx, p, s)
 
     params = _sweep_params(encoder, encoded.components[0])

@@ -341,6 +341,18 @@ class Encoder:
         self.check_ranks(tuple(k if i == plane else 1 for i in range(len(self.planes))))
         return to_uint8(self.planes[plane].reconstruct(int(k), *self._lead(plane, int(k))))
 
+    def decoded(self, ranks) -> np.ndarray:
+        """The image the file at ``ranks`` decodes to, as :func:`svdk.decompress` of :meth:`pack`'s
+        bytes returns it, built from the planes the encoder reconstructs (:meth:`reconstruct`)
+        without the entropy decoding: for scoring many candidate files.
+        """
+        ranks = self.check_ranks(ranks)
+        if self.tile:
+            planes = [p.reconstruct(k, *self._lead(i, k)) for i, (p, k) in enumerate(zip(self.planes, ranks))]
+        else:
+            planes = [p.reconstruct(k) for p, k in zip(self.planes, ranks)]
+        return _with_alpha(from_planes(planes, self.mode, self.height, self.width), self.pixels.alpha)
+
     def score(self, k: int, metric: str = "ssim", *, plane: int = 0) -> float:
         """SSIM or PSNR of plane ``plane`` decoded at rank ``k``, against the plane before coding.
 
@@ -477,9 +489,13 @@ def decode(data: bytes | bytearray | memoryview, *, max_rank: int | None = None)
             decode_tiled_plane(*f, rec.qstep, shape, header.tile, max_rank=max_rank, deblock_strength=rec.deblock)
             for f, rec, shape in zip(factors, header.planes, header.shapes)
         ]
-    image = from_planes(planes, header.mode, header.height, header.width)
-    if alpha is not None:
-        if image.ndim == 2:
-            image = image[..., None]
-        image = np.concatenate([image, alpha[..., None]], axis=-1)
-    return image
+    return _with_alpha(from_planes(planes, header.mode, header.height, header.width), alpha)
+
+
+def _with_alpha(image: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+    """``image`` with ``alpha`` as its last channel (``(H, W, 2)`` for gray), or as it is without."""
+    if alpha is None:
+        return image
+    if image.ndim == 2:
+        image = image[..., None]
+    return np.concatenate([image, alpha[..., None]], axis=-1)

@@ -268,3 +268,37 @@ def test_ranks_for_refuses_a_rank_the_image_does_not_have(kodak_crop):
     for k in (0, top + 1, 2.5, True):
         with pytest.raises(svdk.OptionError, match=rf"rank must be in \[1, {top}\]"):
             encoder.ranks_for(k)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"mode": "rgb"},
+        {"subsampling": "4:4:4", "tiled": True},
+        {"tiled": True},
+        {"tiled": True, "tune": "ssim"},
+        {"tiled": True, "tile_size": 4, "mode": "rgb"},
+    ],
+)
+def test_encoder_decoded_is_what_the_file_decodes_to(kodak_crop, options):
+    """Encoder.decoded(ranks) equals svdk.decompress(Encoder.pack(ranks)) pixel for pixel: colour,
+    odd sizes, gray and alpha, at low, middle and high ranks, asked before or after the file is packed."""
+    rng = np.random.default_rng(5)
+    odd = kodak_crop[:77, :90]
+    alpha = np.concatenate([odd, rng.integers(0, 256, (*odd.shape[:2], 1), dtype=np.uint8)], axis=-1)
+    gray = odd.mean(axis=2).astype(np.uint8)
+    for image in (odd, alpha, gray):
+        encoder = svdk.Encoder(image, **options)
+        top = encoder.max_ranks[0]
+        for i, k in enumerate(sorted({1, max(1, top // 7), max(1, top // 2), top})):
+            ranks = encoder.ranks_for(k)
+            if i % 2:  # decoded first, then packed
+                decoded = encoder.decoded(ranks)
+                data = encoder.pack(ranks)
+            else:
+                data = encoder.pack(ranks)
+                decoded = encoder.decoded(ranks)
+            np.testing.assert_array_equal(decoded, svdk.decompress(data))
+    with pytest.raises(svdk.OptionError, match="plane"):
+        encoder.decoded((1, 1))
