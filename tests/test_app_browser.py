@@ -272,6 +272,15 @@ def test_layout_switch_recompares_and_rank_fields_follow_automatic_rank(served, 
     # the tiled layout's predicted count, beside the final one
     summary = page.locator("#summary").inner_text()
     assert re.search(r"\d+ luma components \(from the tile spectrum, before checking; then (met|lowered|raised)", summary)
+    # tuned for SSIM: the comparison follows the control, and the same target takes fewer bytes
+    def status_bytes() -> int:
+        return int(re.search(r"\*?\*?([\d,]+) bytes", page.locator("#status").inner_text()).group(1).replace(",", ""))
+
+    plain = status_bytes()
+    page.locator("#tune").get_by_label("ssim", exact=True).check()
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes('tuned for SSIM')",
+                           timeout=TIMEOUT_MS)
+    assert status_bytes() < plain
     page.get_by_label("Automatic rank").uncheck()
     page.wait_for_function("() => !document.querySelector('#rank-y input').disabled", timeout=TIMEOUT_MS)
     assert not any(page.locator(f).is_disabled() for f in fields)
