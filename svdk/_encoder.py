@@ -343,8 +343,9 @@ class Encoder:
 
     def decoded(self, ranks) -> np.ndarray:
         """The image the file at ``ranks`` decodes to, as :func:`svdk.decompress` of :meth:`pack`'s
-        bytes returns it, built from the planes the encoder reconstructs (:meth:`reconstruct`)
-        without the entropy decoding: for scoring many candidate files.
+        bytes returns it, built from the float planes the file decodes to (before rounding; the
+        encoder keeps the last ones it reconstructed) without the entropy decoding: for scoring
+        many candidate files.
         """
         ranks = self.check_ranks(ranks)
         if self.tile:

@@ -279,6 +279,7 @@ def test_ranks_for_refuses_a_rank_the_image_does_not_have(kodak_crop):
         {"tiled": True},
         {"tiled": True, "tune": "ssim"},
         {"tiled": True, "tile_size": 4, "mode": "rgb"},
+        {"tiled": True, "tile_size": 16, "mode": "rgb", "tune": "ssim"},
     ],
 )
 def test_encoder_decoded_is_what_the_file_decodes_to(kodak_crop, options):
@@ -288,11 +289,16 @@ def test_encoder_decoded_is_what_the_file_decodes_to(kodak_crop, options):
     odd = kodak_crop[:77, :90]
     alpha = np.concatenate([odd, rng.integers(0, 256, (*odd.shape[:2], 1), dtype=np.uint8)], axis=-1)
     gray = odd.mean(axis=2).astype(np.uint8)
-    for image in (odd, alpha, gray):
+    gray_alpha = np.stack([gray, alpha[..., 3]], axis=-1)
+    for image in (odd, alpha, gray, gray_alpha):
         encoder = svdk.Encoder(image, **options)
         top = encoder.max_ranks[0]
-        for i, k in enumerate(sorted({1, max(1, top // 7), max(1, top // 2), top})):
-            ranks = encoder.ranks_for(k)
+        counts = sorted({1, max(1, top // 7), max(1, top // 2), top})
+        # ranks_for's pairs, and per-plane ranks it would not give
+        cases = [encoder.ranks_for(k) for k in counts]
+        if len(encoder.planes) == 3:
+            cases += [(top, 1, 1), (1, *encoder.max_ranks[1:])]
+        for i, ranks in enumerate(cases):
             if i % 2:  # decoded first, then packed
                 decoded = encoder.decoded(ranks)
                 data = encoder.pack(ranks)
