@@ -100,14 +100,19 @@ def _sets(kodak: Path, bsds: Path, limit: int | None) -> dict[str, list[tuple[st
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.tune", description=__doc__.split("\n")[0])
+def arguments(prog: str, doc: str, output: str, group: str) -> argparse.ArgumentParser:
+    """The command line of ``benchmarks.tune`` and ``benchmarks.tune_choice``."""
+    p = argparse.ArgumentParser(prog=f"python -m benchmarks.{prog}", description=doc.split("\n")[0])
     p.add_argument("--kodak", type=Path, default=DEFAULT_KODAK)
     p.add_argument("--bsds", type=Path, default=DEFAULT_BSDS, help="the BSDS500 test folder")
-    p.add_argument("--images", type=int, help="only the first N images of each set")
+    p.add_argument("--images", type=int, help=f"only the first N images of each {group}")
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--output", type=Path, default=RESULTS / "tune.json")
-    args = p.parse_args(argv)
+    p.add_argument("--output", type=Path, default=RESULTS / output)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments("tune", __doc__, "tune.json", "set").parse_args(argv)
     try:
         sets = _sets(args.kodak, args.bsds, args.images)
     except FileNotFoundError as exc:

@@ -17,7 +17,6 @@ purpose, as the coding ablations do); ``psnr`` is the default tune.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -27,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import DEFAULT_KODAK, RESULTS, display_path, machine_info, write_json
-from .tune import DEFAULT_BSDS, PHOTOS, images_in
+from ._common import RESULTS, display_path, machine_info, write_json
+from .rd_change import _mean
+from .tune import PHOTOS, arguments, images_in
 
 __all__ = ["VARIANTS", "sample", "run_image", "main"]
 
@@ -83,13 +83,15 @@ def _one(job):
     return key, variant, run_image(image, variant)
 
 
-def _bd(jpeg: dict, rows: dict) -> dict:
-    from svdk.bench import BD_RANGES, bd_rate
+def db(values) -> list[float]:
+    """MS-SSIM values in dB (NaN where there is none)."""
     from svdk.metrics import ms_ssim_db
 
-    def db(values):
-        return [np.nan if v is None or ms_ssim_db(v) is None else ms_ssim_db(v) for v in values]
+    return [np.nan if v is None or ms_ssim_db(v) is None else ms_ssim_db(v) for v in values]
 
+
+def _bd(jpeg: dict, rows: dict) -> dict:
+    from svdk.bench import BD_RANGES, bd_rate
     out = {}
     for span, (lo, hi) in BD_RANGES.items():
         out[f"psnr {span}"] = bd_rate(jpeg["bpp"], jpeg["psnr-rgb"], rows["bpp"], rows["psnr-rgb"], lo, hi)
@@ -103,11 +105,6 @@ def held_out(sets: dict[str, list[tuple[str, str]]]) -> dict:
     svdk-tiled and svdk-tiled-ssim on the sample and on the rest of each set, so that a choice fitted
     to the sample shows whether it carries over."""
     from svdk.bench import bd_rate
-    from svdk.metrics import ms_ssim_db
-
-    def db(values):
-        return [np.nan if v is None or ms_ssim_db(v) is None else ms_ssim_db(v) for v in values]
-
     out = {}
     for name, run in SETS.items():
         curves = {c: json.loads((RESULTS / run / f"{c}.json").read_text())["per_image"]
@@ -126,20 +123,8 @@ def held_out(sets: dict[str, list[tuple[str, str]]]) -> dict:
     return out
 
 
-def _mean(values: list[float]) -> float:
-    """The mean of the finite values (NaN when no image's curves cover the range)."""
-    finite = [v for v in values if np.isfinite(v)]
-    return float(np.mean(finite)) if finite else float("nan")
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.tune_choice", description=__doc__.split("\n")[0])
-    p.add_argument("--kodak", type=Path, default=DEFAULT_KODAK)
-    p.add_argument("--bsds", type=Path, default=DEFAULT_BSDS, help="the BSDS500 test folder")
-    p.add_argument("--images", type=int, help="only the first N images of each sample")
-    p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--output", type=Path, default=RESULTS / "tune_choice.json")
-    args = p.parse_args(argv)
+    args = arguments("tune_choice", __doc__, "tune_choice.json", "sample").parse_args(argv)
     try:
         sets = sample(args.kodak, args.bsds, args.images)
         jpeg = {name: json.loads((RESULTS / run / "jpeg.json").read_text())["per_image"] for name, run in SETS.items()}
