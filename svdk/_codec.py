@@ -101,13 +101,21 @@ def _upsample(plane: np.ndarray, height: int, width: int) -> np.ndarray:
     h, w = plane.shape
     p = np.pad(plane, 1, mode="edge")
     # Output pixel y maps to source coordinate (y - 0.5) / 2, i.e. weights of
-    # 3/4 and 1/4 between the two nearest coarse samples.
+    # 3/4 and 1/4 between the two nearest coarse samples: each output is
+    # 0.75 * near + 0.25 * far in float32, rows first, then columns (products
+    # shared between the even and odd rows and columns; written in place).
     out = np.empty((2 * h, 2 * w), dtype=np.float32)
-    rows_a = 0.75 * p[1:-1] + 0.25 * p[:-2]  # even output rows
-    rows_b = 0.75 * p[1:-1] + 0.25 * p[2:]  # odd output rows
-    for r, rows in ((0, rows_a), (1, rows_b)):
-        out[r::2, 0::2] = 0.75 * rows[:, 1:-1] + 0.25 * rows[:, :-2]
-        out[r::2, 1::2] = 0.75 * rows[:, 1:-1] + 0.25 * rows[:, 2:]
+    near = 0.75 * p[1:-1]
+    rows = np.empty_like(near)
+    far = np.empty((h, w), dtype=np.float32)
+    for r, other in ((0, p[:-2]), (1, p[2:])):  # even, then odd output rows
+        np.multiply(other, 0.25, out=rows)
+        rows += near
+        mid = 0.75 * rows[:, 1:-1]
+        np.multiply(rows[:, :-2], 0.25, out=far)
+        np.add(mid, far, out=out[r::2, 0::2])
+        np.multiply(rows[:, 2:], 0.25, out=far)
+        np.add(mid, far, out=out[r::2, 1::2])
     return out[:height, :width]
 
 
@@ -130,24 +138,40 @@ def from_planes(planes: list[np.ndarray], mode: str, height: int, width: int) ->
     if mode == "rgb":
         return to_uint8(np.stack(planes, axis=-1))
     y, cb, cr = (p if p.shape == (height, width) else _upsample(p, height, width) for p in planes)
-    return _ycbcr_planes_to_rgb8(y, cb - _OFFSET[1], cr - _OFFSET[2])
+    return _ycbcr_planes_to_rgb8(y, cb, cr)
+
+
+#: Rows converted at a time by :func:`_ycbcr_planes_to_rgb8`: the work arrays stay in the cache.
+CONVERT_ROWS = 64
 
 
 def _ycbcr_planes_to_rgb8(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> np.ndarray:
-    """:func:`ycbcr_to_rgb` then :func:`to_uint8`, a channel at a time, in place.
+    """:func:`ycbcr_to_rgb` then :func:`to_uint8` (``cb`` and ``cr`` with their offset of 128).
 
     The same float32 products and sums as the matrix product (left to
-    right); about twice as fast as stacking the planes and multiplying.
+    right), a channel and :data:`CONVERT_ROWS` rows at a time, in place:
+    on a Kodak image, about twice as fast as whole planes at a time.
     """
-    out = np.empty((*y.shape, 3), dtype=np.uint8)
+    h, w = y.shape
+    out = np.empty((h, w, 3), dtype=np.uint8)
     m = _YCBCR_TO_RGB
-    for c in range(3):
-        ch = m[c, 0] * y
-        ch += m[c, 1] * cb
-        ch += m[c, 2] * cr
-        np.rint(ch, out=ch)
-        np.clip(ch, 0, 255, out=ch)
-        out[..., c] = ch
+    rows = min(h, CONVERT_ROWS)
+    ch, term, u, v = (np.empty((rows, w), dtype=np.float32) for _ in range(4))
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        n = r1 - r0
+        np.subtract(cb[r0:r1], _OFFSET[1], out=u[:n])
+        np.subtract(cr[r0:r1], _OFFSET[2], out=v[:n])
+        c_, t_ = ch[:n], term[:n]
+        for c in range(3):
+            np.multiply(y[r0:r1], m[c, 0], out=c_)
+            np.multiply(u[:n], m[c, 1], out=t_)
+            c_ += t_
+            np.multiply(v[:n], m[c, 2], out=t_)
+            c_ += t_
+            np.rint(c_, out=c_)
+            np.clip(c_, 0, 255, out=c_)
+            out[r0:r1, :, c] = c_
     return out
 
 

@@ -36,6 +36,7 @@ See :mod:`svdk.format` for the bytes.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 from scipy.fft import dct, dctn, idct
@@ -119,7 +120,7 @@ def _from_tiles(tiles: np.ndarray, h: int, w: int, tile: int) -> np.ndarray:
 DEBLOCK_CANDIDATES = (0, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 
 
-def deblock(plane: np.ndarray, tile: int, threshold: float, vertical: "_Borders | None" = None) -> np.ndarray:
+def deblock(plane: np.ndarray, tile: int, threshold: float) -> np.ndarray:
     """Smooth small jumps across tile borders, in place; returns ``plane``.
 
     First across the vertical borders, then across the horizontal ones: at
@@ -128,57 +129,152 @@ def deblock(plane: np.ndarray, tile: int, threshold: float, vertical: "_Borders 
     ``q0`` by ``3 d / 8`` towards each other and ``p1`` and ``q1`` by ``d / 8``
     (``q1`` only where it is inside the plane). Larger jumps are edges of
     the picture and stay.
-
-    ``vertical``: the vertical borders of ``plane`` gathered beforehand
-    (:class:`_Borders`), when ``plane`` holds the pixels they were gathered
-    from.
     """
-    if tile < 4:  # (the format's smallest tile) p1, p0, q0 and q1 would overlap
-        raise ValueError(f"deblocking needs tiles of at least 4 pixels; got {tile}")
+    _check_deblock_tile(tile)
     if threshold > 0:
-        (vertical if vertical is not None else _Borders(plane, tile)).smooth(plane, threshold)
-        _Borders(plane.T, tile).smooth(plane.T, threshold)
+        for view in (plane, plane.T):
+            borders = _Borders.across(view, tile)
+            if borders is not None:
+                borders.smooth(view, threshold)
     return plane
 
 
-class _Borders:
-    """The pixels on both sides of the tile borders across the columns of
-    ``view`` (a float plane or its transpose), gathered once.
+def _check_deblock_tile(tile: int) -> None:
+    if tile < 4:  # (the format's smallest tile) p1, p0, q0 and q1 would overlap
+        raise ValueError(f"deblocking needs tiles of at least 4 pixels; got {tile}")
 
-    :meth:`smooth` writes the smoothed border columns into ``view`` or into
-    any array of its shape that holds the same pixels elsewhere: the
-    encoder gathers a plane's vertical borders once and smooths copies of
-    the plane with several thresholds.
+
+class _Borders:
+    """The pixels ``p1, p0 | q0, q1`` on both sides of a set of borders:
+    four arrays whose columns are the borders (``q1`` has only the first
+    ``inside`` of them), and what :func:`deblock` makes of them.
+
+    :meth:`across` gathers them at the tile borders across the columns of a
+    plane (or of its transpose); :func:`deblock_errors` also builds them
+    from other pixels.
     """
 
-    def __init__(self, view: np.ndarray, tile: int):
+    def __init__(self, p1, p0, q0, q1, inside: int, columns=None):
+        self.p1, self.p0, self.q0, self.q1 = p1, p0, q0, q1
+        self.inside = inside
+        self.columns = columns
+        self.jump = q0 - p0
+        self.size = np.abs(self.jump)
+
+    @classmethod
+    def across(cls, view: np.ndarray, tile: int) -> "_Borders | None":
+        """The tile borders across the columns of ``view``; ``None`` if it has none."""
         n = view.shape[1]
         borders = (n - 1) // tile  # at columns tile, 2 tile, ... below n
+        if borders == 0:
+            return None
         end = borders * tile
         inside = (n - 2 - tile) // tile + 1 if n - 2 >= tile else 0  # borders whose q1 is inside
-        self.columns = (
+        columns = (
             slice(tile - 2, end - 1, tile),  # p1
             slice(tile - 1, end, tile),  # p0
             slice(tile, end + 1, tile),  # q0
             slice(tile + 1, tile + 1 + inside * tile, tile),  # q1
         )
-        self.inside = inside
-        self.empty = borders == 0
-        if not self.empty:  # (copies in memory order: the views are strided)
-            self.p1, self.p0, self.q0, self.q1 = (view[:, c].copy(order="K") for c in self.columns)
-            self.jump = self.q0 - self.p0
-            self.size = np.abs(self.jump)
+        # (copies in memory order: the views are strided)
+        return cls(*(view[:, c].copy(order="K") for c in columns), inside, columns)
+
+    def moved(self, d: np.ndarray) -> tuple:
+        """``p1, p0, q0, q1`` after moving by the jumps ``d`` (the jump, or zero where it stays)."""
+        e = d * 0.375
+        return self.p1 + d * 0.125, self.p0 + e, self.q0 - e, self.q1 - d[:, : self.inside] * 0.125
+
+    def smoothed(self, threshold: float) -> tuple:
+        """``p1, p0, q0, q1`` after :func:`deblock`'s filter at ``threshold``."""
+        return self.moved(self.jump * (self.size < threshold))  # the jump, or zero (of its sign)
 
     def smooth(self, view: np.ndarray, threshold: float) -> None:
-        if self.empty:
-            return
-        d = np.where(self.size < threshold, self.jump, np.float32(0))
-        e = d * 0.375
-        c1, c0, d0, d1 = self.columns
-        view[:, c0] = self.p0 + e
-        view[:, d0] = self.q0 - e
-        view[:, c1] = self.p1 + d * 0.125
-        view[:, d1] = self.q1 - d[:, : self.inside] * 0.125
+        """Write :meth:`smoothed` into the columns of ``view`` it was gathered from."""
+        for c, values in zip(self.columns, self.smoothed(threshold)):
+            view[:, c] = values
+
+
+def _squared(values: tuple, target: tuple) -> np.ndarray:
+    """Squared errors of ``p1, p0, q0, q1`` summed per border cell (float64, as ``p0``'s shape)."""
+    total = np.zeros(values[1].shape)
+    for v, t in zip(values, target):
+        err = np.subtract(v, t)
+        np.square(err, out=err)
+        total[:, : err.shape[1]] += err
+    return total
+
+
+def deblock_errors(plain: np.ndarray, target: np.ndarray, tile: int, thresholds) -> np.ndarray:
+    """Squared error of :func:`deblock` of ``plain`` at each of the ascending
+    ``thresholds`` against ``target``, all less one constant (the error of
+    the pixels no threshold moves): what choosing a threshold needs.
+
+    Rather than filter the plane once per threshold, it splits the moved
+    pixels in three. Those on vertical borders but off horizontal ones, and
+    those on horizontal borders but off vertical ones, move with their own
+    border's jump alone: each border cell turns on at the first threshold
+    above its jump, so one pass and a cumulative sum give every threshold.
+    Only the pixels on both (a quarter of the plane with 8-pixel tiles) are
+    filtered once per threshold. The moved values are :func:`deblock`'s
+    own, to the bit; only the order in which the errors are added differs.
+    """
+    _check_deblock_tile(tile)
+    h, w = plain.shape
+    # (compared in float32, as :func:`deblock` compares a float32 plane with a Python float)
+    thresholds = np.asarray(thresholds, dtype=np.float32)
+    n = thresholds.size
+    vertical = _Borders.across(plain, tile)
+    horizontal = _Borders.across(plain.T, tile)
+    rows = [np.arange(h)[c] for c in horizontal.columns] if horizontal is not None else []
+    cols = [np.arange(w)[c] for c in vertical.columns] if vertical is not None else []
+    on_rows = np.zeros(h, dtype=bool)  # rows of horizontal-border pixels
+    on_cols = np.zeros(w, dtype=bool)
+    if rows:
+        on_rows[np.concatenate(rows)] = True
+    if cols:
+        on_cols[np.concatenate(cols)] = True
+    both = None
+    if rows and cols:
+        # the pixels on both, rows and columns in groups p1, p0, q0, q1
+        rows_at = np.cumsum([0, *(r.size for r in rows)])
+        cols_at = np.cumsum([0, *(c.size for c in cols)])
+        block = plain[np.concatenate(rows)][:, np.concatenate(cols)]
+        want = target[np.concatenate(rows)][:, np.concatenate(cols)]
+        want = [want[rows_at[g] : rows_at[g + 1]].T for g in range(4)]
+        both = _Borders(*(block[:, cols_at[g] : cols_at[g + 1]] for g in range(4)), vertical.inside)
+
+    def cells(borders: _Borders | None, target_view: np.ndarray, skip: np.ndarray) -> np.ndarray:
+        # cells whose pixels move with their own border's jump only (all rows but ``skip``)
+        if borders is None:
+            return np.zeros(n)
+        t = tuple(target_view[:, c] for c in borders.columns)
+        change = _squared(borders.moved(borders.jump), t) - _squared((borders.p1, borders.p0, borders.q0, borders.q1), t)
+        first_on = np.searchsorted(thresholds, borders.size, side="right")  # on at thresholds[first_on:]
+        first_on[skip] = n  # (counted with the pixels on both)
+        return np.cumsum(np.bincount(first_on.ravel(), weights=change.ravel(), minlength=n + 1)[:n])
+
+    def on_both(which: range) -> np.ndarray:
+        # the pixels on both, filtered at each threshold: across the vertical borders, then the horizontal ones
+        errors = np.zeros(n)
+        if both is None:
+            return errors
+        moved = np.empty_like(block)
+        for i in which:
+            np.concatenate(both.smoothed(thresholds[i]), axis=1, out=moved)  # the columns of ``block``
+            down = _Borders(*(moved[rows_at[g] : rows_at[g + 1]].T for g in range(4)), horizontal.inside)
+            for values, t in zip(down.smoothed(thresholds[i]), want):
+                np.subtract(values, t, out=values)
+                errors[i] += float(np.square(values, out=values).sum(dtype=np.float64))
+        return errors
+
+    # two halves of equal work, added in this order however many threads run them
+    half = (n + 1) // 2
+    parts = (
+        lambda: cells(vertical, target, on_rows) + on_both(range(half)),
+        lambda: cells(horizontal, target.T, on_cols) + on_both(range(half, n)),
+    )
+    first, second = _threads.split(lambda items: [parts[i]() for i in items], 2, plain.size >= THREADED_DEBLOCK_PIXELS)
+    return first + second
 
 
 #: ``(results, integers)``: a plane keeps its last quantized counts, at most this many results
@@ -491,20 +587,7 @@ class TiledPlane:
         strengths = (0, *DEBLOCK_CANDIDATES[1:])  # "off" always first
         thresholds = [strength * code / 1024.0 for strength in strengths]
 
-        vertical = _Borders(plain, self.tile)  # the same for every threshold
-
-        def squared_errors(which):
-            out, scratch = np.empty_like(plain), np.empty_like(plain)
-            errors = []
-            for i in which:
-                np.copyto(out, plain)
-                deblock(out, self.tile, thresholds[i], vertical)
-                np.subtract(out, target, out=scratch)
-                np.square(scratch, out=scratch)
-                errors.append(float(scratch.sum(dtype=np.float64)))
-            return errors
-
-        errors = _threads.split(squared_errors, len(thresholds), plain.size >= THREADED_DEBLOCK_PIXELS)
+        errors = deblock_errors(plain, target, self.tile, thresholds)
         # the first of the smallest (a stronger filter must do strictly better)
         best = int(np.argmin(errors))
         best_out = plain if best == 0 else deblock(plain.copy(), self.tile, thresholds[best])
@@ -524,6 +607,14 @@ class TiledPlane:
             return decoded[1]
         ranks, dc, a, b, code = self.quantize(count, lead)
         return decode_tiled_plane(ranks, dc, a, b, code, self.shape, self.tile, deblock_strength=strength)
+
+
+@lru_cache(maxsize=None)
+def _idct_basis(n: int) -> np.ndarray:
+    """``x @ _idct_basis(n)`` is ``idct(x, norm="ortho")`` for rows ``x`` of length ``n``."""
+    basis = idct(np.eye(n), axis=-1, norm="ortho")
+    basis.flags.writeable = False
+    return basis
 
 
 def padded_pixels(h: int, w: int, tile: int) -> int:
@@ -568,6 +659,7 @@ def decode_tiled_plane(
     per_comp = np.bincount(ranks, minlength=tile + 1)[::-1].cumsum()[::-1][1:]  # tiles with rank > i
     pos = np.concatenate(([0], np.cumsum(per_comp)[:-1])).astype(np.int64).tolist()
     limit = tile if max_rank is None else min(tile, max_rank)
+    basis = _idct_basis(tile) * step  # a row of coefficients times this is its dequantized inverse DCT
     per_chunk = max(1, CHUNK_PIXELS // (tile * tile))
     out = np.empty((h, w), dtype=np.float32)
     rows = max(1, per_chunk // tx)
@@ -576,35 +668,33 @@ def decode_tiled_plane(
         span = tx if r1 - r0 > 1 else min(tx, per_chunk)
         for c0 in range(0, tx, span):
             c1 = min(tx, c0 + span)
-            j = (np.arange(r0, r1)[:, None] * tx + np.arange(c0, c1)[None, :]).ravel()
+            nr, nc = r1 - r0, c1 - c0
+            j = slice(r0 * tx, r1 * tx) if nc == tx else r0 * tx + np.arange(c0, c1)
             rk = ranks[j]
-            means = dc[j] * step
-            # Tiles of rank 0 are their means; only the others are built
-            # (their vectors, ordered component-major in the file, land at
-            # [tile, component]).
-            active = np.flatnonzero(rk > 0)
-            rk_active = rk[active]
-            kmax = min(limit, int(rk_active.max())) if active.size else 0
-            fa = np.zeros((active.size, kmax, tile), dtype=np.float64)
-            fb = np.zeros((active.size, kmax, tile), dtype=np.float64)
+            # Every tile starts as its mean; component i adds the outer
+            # product of its two inverse DCTs to the tiles of rank > i (their
+            # vectors, in raster order, are the next ones of component i).
+            tiles = np.empty((nr * nc, tile, tile), dtype=np.float64)
+            tiles[:] = (dc[j] * step)[:, None, None]
             for i in range(tile):
-                sel = np.flatnonzero(rk_active > i)
+                sel = np.flatnonzero(rk > i)
                 if sel.size == 0:
                     break
-                if i < kmax:
-                    fa[sel, i] = a[pos[i] : pos[i] + sel.size] * step
-                    fb[sel, i] = b[pos[i] : pos[i] + sel.size] * step
+                if i < limit:
+                    ua = a[pos[i] : pos[i] + sel.size] @ basis
+                    vb = b[pos[i] : pos[i] + sel.size] @ basis
+                    if sel.size == rk.size:
+                        tiles += ua[:, :, None] * vb[:, None, :]
+                    else:
+                        tiles[sel] += ua[:, :, None] * vb[:, None, :]
                 pos[i] += sel.size
-            ua = idct(fa, axis=-1, norm="ortho")  # (m, T comps, T rows)
-            vb = idct(fb, axis=-1, norm="ortho")  # (m, T comps, T cols)
-            tiles = np.empty((j.size, tile, tile), dtype=np.float64)
-            tiles[:] = means[:, None, None]
-            tiles[active] = np.matmul(np.swapaxes(ua, 1, 2), vb) + means[active, None, None]
-            block = tiles.reshape(r1 - r0, c1 - c0, tile, tile).transpose(0, 2, 1, 3)
-            block = block.reshape((r1 - r0) * tile, (c1 - c0) * tile)
+            block = tiles.reshape(nr, nc, tile, tile).transpose(0, 2, 1, 3)
             y0, x0 = r0 * tile, c0 * tile
             y1, x1 = min(h, r1 * tile), min(w, c1 * tile)
-            out[y0:y1, x0:x1] = block[: y1 - y0, : x1 - x0]
+            if (y1 - y0, x1 - x0) == (nr * tile, nc * tile):
+                out[y0:y1, x0:x1].reshape(nr, tile, nc, tile)[...] = block
+            else:
+                out[y0:y1, x0:x1] = block.reshape(nr * tile, nc * tile)[: y1 - y0, : x1 - x0]
     if deblock_strength:
         deblock(out, tile, deblock_strength * code / 1024.0)
     return out

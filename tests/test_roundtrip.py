@@ -802,3 +802,33 @@ def test_ranks_past_the_numerical_rank_cost_almost_nothing():
     one, many = svdk.compress(flat, rank=1), svdk.compress(flat, rank=32)
     assert len(many) < 2 * len(one)
     np.testing.assert_array_equal(svdk.decompress(many), flat)
+
+
+@pytest.mark.parametrize("tile", [4, 5, 8, 16])
+def test_the_encoder_picks_the_deblocking_strength_with_the_least_error(kodak_crop, tile):
+    """The strength in a file is the first of the candidates whose filtered
+    plane (the spec's filter, pixel by pixel) is closest to the original;
+    deblock_errors, which filters only the pixels on both kinds of border
+    once per threshold, gives every candidate's error less one constant."""
+    from svdk import _tiled
+
+    encoder = svdk.Encoder(kodak_crop[:, :117], tiled=True, tile_size=tile)  # a partial last tile column
+    plane = encoder.planes[0]
+    for count in (plane.ntiles // 3, plane.ntiles, 3 * plane.ntiles):
+        ranks, dc, a, b, code = plane.quantize(count)
+        plain = _tiled.decode_tiled_plane(ranks, dc, a, b, code, plane.shape, tile)
+        target = plane.data.astype(np.float32)
+        thresholds = [s * code / 1024.0 for s in _tiled.DEBLOCK_CANDIDATES]
+        brute = []
+        for t in thresholds:
+            diff = deblock_reference(plain, tile, t) - target
+            brute.append(float(np.square(diff).sum(dtype=np.float64)))
+        brute = np.array(brute)
+        fast = _tiled.deblock_errors(plain, target, tile, thresholds)
+        np.testing.assert_allclose(brute - fast, (brute - fast)[0], rtol=0, atol=1e-6 * brute.max())
+        assert plane.deblock_strength(count) == _tiled.DEBLOCK_CANDIDATES[int(np.argmin(brute))]
+    # a jump that equals a threshold in float32 (as the decoder compares them) stays
+    plain = np.zeros((16, 16), np.float32)
+    plain[:, 8:] = np.float32(0.3)
+    errors = _tiled.deblock_errors(plain, np.zeros_like(plain), 8, [0.0, float(np.float32(0.3)) + 1e-12])
+    assert errors[0] == errors[1]
