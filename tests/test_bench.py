@@ -807,6 +807,32 @@ def test_the_committed_summaries_render():
         assert f"| {label} | 0.9 |" in text
 
 
+def test_the_tiled_speed_table_judges_cnn_against_the_exact_search_the_goal_was_set_on(monkeypatch):
+    """Issue 12's goal is 0.6 of the exact search's time when it was set (90x
+    JPEG's encode): the table says met or missed by cnn's multiple of JPEG's
+    encode, and gives the ratio to today's exact search beside it."""
+    from benchmarks import tables
+
+    committed = json.loads((Path(__file__).parent.parent / "results" / "tiled_speed.json").read_text())
+    for cnn_to_jpeg, verdict in ((51.5, "(met)"), (60.0, "(**missed**)")):
+        run = json.loads(json.dumps(committed))
+        s = run["summary"]
+        s["cnn_ms"] = cnn_to_jpeg * s["jpeg_ms"]
+        s["cnn_to_jpeg"], s["cnn_to_jpeg_target"], s["cnn_to_jpeg_met"] = cnn_to_jpeg, 54.0, cnn_to_jpeg <= 54
+        monkeypatch.setattr(tables, "_load", lambda name, run=run: run)
+        text = tables.TABLES["tiled-speed"]()
+        assert f"`cnn` takes {cnn_to_jpeg:.1f}x JPEG's encode (target <= 54x" in text and verdict in text
+        assert f"{s['cnn_to_quality']:.2f} times today's exact search" in text
+    # a run written before the target was a multiple of JPEG's encode still renders
+    old = json.loads(json.dumps(committed))
+    old["summary"] = {k: v for k, v in old["summary"].items() if not k.startswith("cnn_to_jpeg_")}
+    old["summary"].update(cnn_to_quality=0.61, cnn_to_quality_target=0.6, cnn_to_quality_met=False)
+    monkeypatch.setattr(tables, "_load", lambda name: old)
+    assert "0.61 times the exact search's time (median of per-image ratios; target <= 0.6 (**missed**))" in (
+        tables.TABLES["tiled-speed"]()
+    )
+
+
 def test_the_chart_keeps_one_colour_per_codec_and_shows_ms_ssim_in_db(anchors_run, full_run):
     pytest.importorskip("plotly", reason="pip install 'svdk[bench]'")
     out = anchors_run["out"]
