@@ -101,21 +101,13 @@ def _upsample(plane: np.ndarray, height: int, width: int) -> np.ndarray:
     h, w = plane.shape
     p = np.pad(plane, 1, mode="edge")
     # Output pixel y maps to source coordinate (y - 0.5) / 2, i.e. weights of
-    # 3/4 and 1/4 between the two nearest coarse samples: each output is
-    # 0.75 * near + 0.25 * far in float32, rows first, then columns (products
-    # shared between the even and odd rows and columns; written in place).
+    # 3/4 and 1/4 between the two nearest coarse samples.
     out = np.empty((2 * h, 2 * w), dtype=np.float32)
-    near = 0.75 * p[1:-1]
-    rows = np.empty_like(near)
-    far = np.empty((h, w), dtype=np.float32)
-    for r, other in ((0, p[:-2]), (1, p[2:])):  # even, then odd output rows
-        np.multiply(other, 0.25, out=rows)
-        rows += near
-        mid = 0.75 * rows[:, 1:-1]
-        np.multiply(rows[:, :-2], 0.25, out=far)
-        np.add(mid, far, out=out[r::2, 0::2])
-        np.multiply(rows[:, 2:], 0.25, out=far)
-        np.add(mid, far, out=out[r::2, 1::2])
+    rows_a = 0.75 * p[1:-1] + 0.25 * p[:-2]  # even output rows
+    rows_b = 0.75 * p[1:-1] + 0.25 * p[2:]  # odd output rows
+    for r, rows in ((0, rows_a), (1, rows_b)):
+        out[r::2, 0::2] = 0.75 * rows[:, 1:-1] + 0.25 * rows[:, :-2]
+        out[r::2, 1::2] = 0.75 * rows[:, 1:-1] + 0.25 * rows[:, 2:]
     return out[:height, :width]
 
 

@@ -36,7 +36,6 @@ See :mod:`svdk.format` for the bytes.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 import numpy as np
 from scipy.fft import dct, dctn, idct
@@ -186,7 +185,7 @@ class _Borders:
 
     def smoothed(self, threshold: float) -> tuple:
         """``p1, p0, q0, q1`` after :func:`deblock`'s filter at ``threshold``."""
-        return self.moved(self.jump * (self.size < threshold))  # the jump, or zero (of its sign)
+        return self.moved(np.where(self.size < threshold, self.jump, np.float32(0)))
 
     def smooth(self, view: np.ndarray, threshold: float) -> None:
         """Write :meth:`smoothed` into the columns of ``view`` it was gathered from."""
@@ -267,14 +266,18 @@ def deblock_errors(plain: np.ndarray, target: np.ndarray, tile: int, thresholds)
                 errors[i] += float(np.square(values, out=values).sum(dtype=np.float64))
         return errors
 
-    # two halves of equal work, added in this order however many threads run them
+    # Two halves of equal work (for two threads), added in one order whatever
+    # runs them: two thresholds that filter the plane alike get equal errors,
+    # so the first of them wins, as when each filtered plane is summed whole.
     half = (n + 1) // 2
     parts = (
-        lambda: cells(vertical, target, on_rows) + on_both(range(half)),
-        lambda: cells(horizontal, target.T, on_cols) + on_both(range(half, n)),
+        lambda: (cells(vertical, target, on_rows), on_both(range(half))),
+        lambda: (cells(horizontal, target.T, on_cols), on_both(range(half, n))),
     )
-    first, second = _threads.split(lambda items: [parts[i]() for i in items], 2, plain.size >= THREADED_DEBLOCK_PIXELS)
-    return first + second
+    (across, first), (down, second) = _threads.split(
+        lambda items: [parts[i]() for i in items], 2, plain.size >= THREADED_DEBLOCK_PIXELS
+    )
+    return (across + down) + (first + second)  # (first + second is exact: one of them is 0 at each threshold)
 
 
 #: ``(results, integers)``: a plane keeps its last quantized counts, at most this many results
@@ -609,14 +612,6 @@ class TiledPlane:
         return decode_tiled_plane(ranks, dc, a, b, code, self.shape, self.tile, deblock_strength=strength)
 
 
-@lru_cache(maxsize=None)
-def _idct_basis(n: int) -> np.ndarray:
-    """``x @ _idct_basis(n)`` is ``idct(x, norm="ortho")`` for rows ``x`` of length ``n``."""
-    basis = idct(np.eye(n), axis=-1, norm="ortho")
-    basis.flags.writeable = False
-    return basis
-
-
 def padded_pixels(h: int, w: int, tile: int) -> int:
     """Pixels of the whole tile grid that covers an ``h x w`` plane."""
     ty, tx = tile_grid(h, w, tile)
@@ -659,7 +654,6 @@ def decode_tiled_plane(
     per_comp = np.bincount(ranks, minlength=tile + 1)[::-1].cumsum()[::-1][1:]  # tiles with rank > i
     pos = np.concatenate(([0], np.cumsum(per_comp)[:-1])).astype(np.int64).tolist()
     limit = tile if max_rank is None else min(tile, max_rank)
-    basis = _idct_basis(tile) * step  # a row of coefficients times this is its dequantized inverse DCT
     per_chunk = max(1, CHUNK_PIXELS // (tile * tile))
     out = np.empty((h, w), dtype=np.float32)
     rows = max(1, per_chunk // tx)
@@ -671,27 +665,32 @@ def decode_tiled_plane(
             nr, nc = r1 - r0, c1 - c0
             j = slice(r0 * tx, r1 * tx) if nc == tx else r0 * tx + np.arange(c0, c1)
             rk = ranks[j]
-            # Every tile starts as its mean; component i adds the outer
-            # product of its two inverse DCTs to the tiles of rank > i (their
-            # vectors, in raster order, are the next ones of component i).
-            tiles = np.empty((nr * nc, tile, tile), dtype=np.float64)
-            tiles[:] = (dc[j] * step)[:, None, None]
+            means = dc[j] * step
+            # Tiles of rank 0 are their means; only the others are built
+            # (their vectors, ordered component-major in the file, land at
+            # [tile, component]).
+            active = np.flatnonzero(rk > 0)
+            rk_active = rk[active]
+            kmax = min(limit, int(rk_active.max())) if active.size else 0
+            fa = np.zeros((active.size, kmax, tile), dtype=np.float64)
+            fb = np.zeros((active.size, kmax, tile), dtype=np.float64)
             for i in range(tile):
-                sel = np.flatnonzero(rk > i)
+                sel = np.flatnonzero(rk_active > i)
                 if sel.size == 0:
                     break
-                if i < limit:
-                    ua = a[pos[i] : pos[i] + sel.size] @ basis
-                    vb = b[pos[i] : pos[i] + sel.size] @ basis
-                    if sel.size == rk.size:
-                        tiles += ua[:, :, None] * vb[:, None, :]
-                    else:
-                        tiles[sel] += ua[:, :, None] * vb[:, None, :]
+                if i < kmax:
+                    fa[sel, i] = a[pos[i] : pos[i] + sel.size] * step
+                    fb[sel, i] = b[pos[i] : pos[i] + sel.size] * step
                 pos[i] += sel.size
+            ua = idct(fa, axis=-1, norm="ortho")  # (m, T comps, T rows)
+            vb = idct(fb, axis=-1, norm="ortho")  # (m, T comps, T cols)
+            tiles = np.empty((nr * nc, tile, tile), dtype=np.float64)
+            tiles[:] = means[:, None, None]
+            tiles[active] = np.matmul(np.swapaxes(ua, 1, 2), vb) + means[active, None, None]
             block = tiles.reshape(nr, nc, tile, tile).transpose(0, 2, 1, 3)
             y0, x0 = r0 * tile, c0 * tile
             y1, x1 = min(h, r1 * tile), min(w, c1 * tile)
-            if (y1 - y0, x1 - x0) == (nr * tile, nc * tile):
+            if (y1 - y0, x1 - x0) == (nr * tile, nc * tile):  # whole tiles: straight into the plane
                 out[y0:y1, x0:x1].reshape(nr, tile, nc, tile)[...] = block
             else:
                 out[y0:y1, x0:x1] = block.reshape(nr * tile, nc * tile)[: y1 - y0, : x1 - x0]

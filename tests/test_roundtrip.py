@@ -832,3 +832,21 @@ def test_the_encoder_picks_the_deblocking_strength_with_the_least_error(kodak_cr
     plain[:, 8:] = np.float32(0.3)
     errors = _tiled.deblock_errors(plain, np.zeros_like(plain), 8, [0.0, float(np.float32(0.3)) + 1e-12])
     assert errors[0] == errors[1]
+
+
+def test_strengths_that_filter_alike_tie_and_the_first_wins():
+    """Every jump of the plane stays below the first candidate threshold, so all
+    strengths but "off" filter it alike: their errors must be equal, to the
+    last bit, so that the first of them is chosen, as when each filtered
+    plane's error is summed whole (the parts of deblock_errors once added
+    up in an order that broke such ties)."""
+    from svdk import _tiled
+
+    thresholds = [s / 4.0 for s in _tiled.DEBLOCK_CANDIDATES]  # a step of 1
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        plain = np.float32(0.5) * (rng.uniform(0, 255, (64, 64)).astype(np.float32) / np.float32(255))
+        target = (deblock_reference(plain, 8, 1.0) + rng.normal(0, 0.01, (64, 64))).astype(np.float32)
+        errors = _tiled.deblock_errors(plain, target, 8, thresholds)
+        assert len(set(errors[1:].tolist())) == 1 and errors[1] < errors[0], seed
+        assert int(np.argmin(errors)) == 1
