@@ -25,9 +25,9 @@ and picks the strength of the decoder's deblocking filter (:func:`deblock`)
 that brings the plane closest to the original. The planes of an image are
 decomposed as one stack of tiles (:func:`tiled_planes`; plane by plane above
 :data:`JOINT_TILES` tiles). On a machine with at least two cores, a stack of
-1024 tiles or more gets its SVDs in two threads, and a plane of 65536 pixels
-or more its trials of the strengths (:mod:`svdk._threads`;
-``SVDK_NUM_THREADS=1`` keeps them in one); the file is the same either way. Entropy coder 3
+1024 tiles or more gets its SVDs in two threads (:mod:`svdk._threads`;
+``SVDK_NUM_THREADS=1`` keeps them in one); the file is the same either way.
+The strengths are tried together (:func:`deblock_errors`). Entropy coder 3
 (:mod:`svdk._tilecoder`) codes the integers.
 
 See :mod:`svdk.format` for the bytes.
@@ -246,38 +246,30 @@ def deblock_errors(plain: np.ndarray, target: np.ndarray, tile: int, thresholds)
         # cells whose pixels move with their own border's jump only (all rows but ``skip``)
         if borders is None:
             return np.zeros(n)
-        t = tuple(target_view[:, c] for c in borders.columns)
+        t = tuple(target_view[:, c].copy(order="K") for c in borders.columns)
         change = _squared(borders.moved(borders.jump), t) - _squared((borders.p1, borders.p0, borders.q0, borders.q1), t)
         first_on = np.searchsorted(thresholds, borders.size, side="right")  # on at thresholds[first_on:]
         first_on[skip] = n  # (counted with the pixels on both)
         return np.cumsum(np.bincount(first_on.ravel(), weights=change.ravel(), minlength=n + 1)[:n])
 
-    def on_both(which: range) -> np.ndarray:
+    def on_both() -> np.ndarray:
         # the pixels on both, filtered at each threshold: across the vertical borders, then the horizontal ones
         errors = np.zeros(n)
         if both is None:
             return errors
         moved = np.empty_like(block)
-        for i in which:
-            np.concatenate(both.smoothed(thresholds[i]), axis=1, out=moved)  # the columns of ``block``
+        for i, threshold in enumerate(thresholds):
+            np.concatenate(both.smoothed(threshold), axis=1, out=moved)  # the columns of ``block``
             down = _Borders(*(moved[rows_at[g] : rows_at[g + 1]].T for g in range(4)), horizontal.inside)
-            for values, t in zip(down.smoothed(thresholds[i]), want):
+            for values, t in zip(down.smoothed(threshold), want):
                 np.subtract(values, t, out=values)
                 errors[i] += float(np.square(values, out=values).sum(dtype=np.float64))
         return errors
 
-    # Two halves of equal work (for two threads), added in one order whatever
-    # runs them: two thresholds that filter the plane alike get equal errors,
-    # so the first of them wins, as when each filtered plane is summed whole.
-    half = (n + 1) // 2
-    parts = (
-        lambda: (cells(vertical, target, on_rows), on_both(range(half))),
-        lambda: (cells(horizontal, target.T, on_cols), on_both(range(half, n))),
-    )
-    (across, first), (down, second) = _threads.split(
-        lambda items: [parts[i]() for i in items], 2, plain.size >= THREADED_DEBLOCK_PIXELS
-    )
-    return (across + down) + (first + second)  # (first + second is exact: one of them is 0 at each threshold)
+    # In one thread: its many small steps run slower in two on these machines. The parts are
+    # added in one order, so two thresholds that filter the plane alike get equal errors and
+    # the first of them wins, as when each filtered plane is summed whole.
+    return (cells(vertical, target, on_rows) + cells(horizontal, target.T, on_cols)) + on_both()
 
 
 #: ``(results, integers)``: a plane keeps its last quantized counts, at most this many results
@@ -287,8 +279,6 @@ QUANTIZED_KEPT = (8, 1 << 23)
 JOINT_TILES = 1 << 16
 #: Stacks of at least this many tiles get their SVDs in two threads.
 THREADED_SVD_TILES = 1024
-#: Planes of at least this many pixels try their deblocking strengths in two threads.
-THREADED_DEBLOCK_PIXELS = 1 << 16
 
 
 def _tile_svds(tiles: np.ndarray):

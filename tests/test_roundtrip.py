@@ -407,9 +407,9 @@ def test_encoding_is_deterministic_in_a_fresh_process(kodak_crop, tmp_path, thre
 
 @pytest.mark.parametrize("options", [{"quality": "ssim:0.9"}, {"quality": "psnr:36", "tile_size": 4}])
 def test_tiled_files_do_not_depend_on_the_encoder_threads(kodak_crop, monkeypatch, options):
-    """On two or more cores the tiled encoder splits its tile SVDs,
-    deblocking trials and SSIM strips between two threads; the same image
-    gives the same file on one core."""
+    """On two or more cores the tiled encoder splits its tile SVDs and SSIM
+    strips between two threads; the same image gives the same file on one
+    core."""
     from svdk import _threads, _tiled, metrics
 
     monkeypatch.setattr(_threads, "cores", lambda: 1)
@@ -417,7 +417,6 @@ def test_tiled_files_do_not_depend_on_the_encoder_threads(kodak_crop, monkeypatc
     monkeypatch.setattr(_threads, "cores", lambda: 2)
     # the crop's planes are below the sizes that use threads
     monkeypatch.setattr(_tiled, "THREADED_SVD_TILES", 1)
-    monkeypatch.setattr(_tiled, "THREADED_DEBLOCK_PIXELS", 1)
     monkeypatch.setattr(metrics, "THREADED_PIXELS", 1)
     assert svdk.compress(kodak_crop, tiled=True, **options) == alone
 

@@ -1,0 +1,159 @@
+"""A change's speed against an earlier commit, in one process: ``python -m benchmarks.ab_speed --baseline REV``.
+
+These shared machines change speed from run to run by more than most
+changes are worth (a tiled encode of the same code measured 85x and 94x
+JPEG's encode within an hour), and the ratio to Pillow's JPEG does not
+cancel it all. So this loads svdk as it was at ``REV`` (``git archive``,
+imported as the package ``svdk_baseline``) beside the working tree's svdk
+and times both on each Kodak image, alternating within every repeat
+(each version first in every other repeat) after one warm-up each:
+
+* ``tiled_quality``: ``encode(img, quality="ssim:0.90", tiled=True)``
+  (``codec_speed``'s ``tiled_quality``);
+* ``tiled_decompress``: ``decompress`` of that file;
+* ``decompress``: ``decompress`` of ``compress(img, ranks=(64, 16, 16))``.
+
+Each figure is the median over images of the per-image ratio of medians
+(``this tree / baseline``; below 1 is faster). Both versions must write the
+same bytes and decode the same pixels, or the script says where they
+differ (a speed change that changes files is not a refactor).
+
+Writes ``results/ab_speed.json`` (``--output``). About five minutes on 2
+cores with the 24 images and 6 repeats (an even number: each version goes
+first as often as the other).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import io
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ._common import DEFAULT_KODAK, REPO, RESULTS, DataMissing, kodak_paths, load_rgb, machine_info, write_json
+
+QUALITY = "ssim:0.90"
+RANKS = (64, 16, 16)
+OPERATIONS = ("tiled_quality", "tiled_decompress", "decompress")
+
+
+def load_baseline(rev: str, into: Path):
+    """svdk as it was at ``rev``, imported as the package ``svdk_baseline``."""
+    try:
+        tar = subprocess.run(["git", "-C", str(REPO), "archive", rev, "svdk"], capture_output=True, check=True).stdout
+    except subprocess.CalledProcessError as exc:
+        raise SystemExit(f"ab_speed: git cannot export svdk at {rev!r}: {exc.stderr.decode().strip()}") from None
+    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+        archive.extractall(into, filter="data")
+    spec = importlib.util.spec_from_file_location(
+        "svdk_baseline", into / "svdk" / "__init__.py", submodule_search_locations=[str(into / "svdk")]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["svdk_baseline"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.ab_speed", description=__doc__.split("\n\n")[0])
+    p.add_argument("--baseline", required=True, metavar="REV", help="the commit to compare with (e.g. HEAD~3)")
+    p.add_argument("--data", default=str(DEFAULT_KODAK), help=f"Kodak folder (default {DEFAULT_KODAK})")
+    p.add_argument("--images", type=int, help="only the first N Kodak images")
+    p.add_argument("--repeats", type=int, default=6)
+    p.add_argument("--output", type=Path, default=RESULTS / "ab_speed.json")
+    args = p.parse_args(argv)
+    try:
+        paths = kodak_paths(args.data, args.images)
+    except DataMissing as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    import svdk
+
+    rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", args.baseline], capture_output=True, text=True)
+    if rev.returncode:
+        print(f"error: no commit {args.baseline!r} in {REPO}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        base = load_baseline(rev.stdout.strip(), Path(tmp))
+        versions = {"baseline": base, "tree": svdk}
+        for v in versions.values():
+            warnings.simplefilter("ignore", v.SvdkWarning)
+        rows, differ = {}, []
+        for path in paths:
+            img = load_rgb(path)
+            files = {}
+            for name, v in versions.items():
+                tiled = v.encode(img, quality=QUALITY, tiled=True).data
+                files[name] = (tiled, v.compress(img, ranks=RANKS))
+            if files["tree"] != files["baseline"]:
+                differ.append(f"{path.stem}: the files differ")
+            for name, v in versions.items():
+                if not all(np.array_equal(v.decompress(f), base.decompress(f)) for f in files["baseline"]):
+                    differ.append(f"{path.stem}: {name} decodes the baseline's files to other pixels")
+
+            def calls(v, name):
+                tiled, plain = files[name]
+                return {
+                    "tiled_quality": lambda: v.encode(img, quality=QUALITY, tiled=True),
+                    "tiled_decompress": lambda: v.decompress(tiled),
+                    "decompress": lambda: v.decompress(plain),
+                }
+
+            ops = {name: calls(v, name) for name, v in versions.items()}
+            times = {(name, op): [] for name in versions for op in OPERATIONS}
+            for r in range(args.repeats):
+                for op in OPERATIONS:
+                    # alternating, op by op, and which goes first too (the second call of
+                    # a pair runs a few per cent faster, its data still in the cache)
+                    for name in (("baseline", "tree") if r % 2 == 0 else ("tree", "baseline")):
+                        t0 = time.perf_counter()
+                        ops[name][op]()
+                        times[name, op].append(time.perf_counter() - t0)
+            rows[path.stem] = {
+                f"{op}_{name}_ms": 1e3 * float(np.median(times[name, op])) for name in versions for op in OPERATIONS
+            }
+            print(f"{path.stem}: " + ", ".join(
+                f"{op} x{rows[path.stem][f'{op}_tree_ms'] / rows[path.stem][f'{op}_baseline_ms']:.3f}"
+                for op in OPERATIONS), file=sys.stderr)
+    summary = {}
+    for op in OPERATIONS:
+        ratios = [r[f"{op}_tree_ms"] / r[f"{op}_baseline_ms"] for r in rows.values()]
+        summary[op] = {
+            "ratio_median": float(np.median(ratios)),
+            "ratio_range": [float(min(ratios)), float(max(ratios))],
+            "baseline_ms_median": float(np.median([r[f"{op}_baseline_ms"] for r in rows.values()])),
+            "tree_ms_median": float(np.median([r[f"{op}_tree_ms"] for r in rows.values()])),
+        }
+    result = {
+        "name": "ab_speed",
+        "description": "svdk's working tree against an earlier commit, timed alternately in one process",
+        "command": "python -m benchmarks.ab_speed " + " ".join(sys.argv[1:] if argv is None else argv),
+        "baseline": {"rev": args.baseline, "commit": rev.stdout.strip()},
+        "images": len(rows),
+        "repeats": args.repeats,
+        "settings": {"quality": QUALITY, "ranks": list(RANKS),
+                     "statistic": "median over images of the per-image ratio of medians (tree / baseline)"},
+        "machine": machine_info(),
+        "same_files_and_pixels": not differ,
+        "differences": differ,
+        "summary": summary,
+        "per_image": rows,
+    }
+    write_json(args.output, result)
+    for op, s in summary.items():
+        print(f"{op}: x{s['ratio_median']:.3f} of the baseline's time (range {s['ratio_range'][0]:.2f} to "
+              f"{s['ratio_range'][1]:.2f}; {s['baseline_ms_median']:.1f} -> {s['tree_ms_median']:.1f} ms)")
+    print("same files and pixels" if not differ else f"DIFFERENT: {differ[:5]}")
+    return 0 if not differ else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
