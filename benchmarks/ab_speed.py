@@ -1,9 +1,8 @@
 """A change's speed against an earlier commit, in one process: ``python -m benchmarks.ab_speed --baseline REV``.
 
 These shared machines change speed from run to run by more than most
-changes are worth (a tiled encode of the same code measured 85x and 94x
-JPEG's encode within an hour), and the ratio to Pillow's JPEG does not
-cancel it all. So this loads svdk as it was at ``REV`` (``git archive``,
+changes are worth (a tiled encode measured from 85x to 94x JPEG's encode
+within an hour), and the ratio to Pillow's JPEG does not cancel it all. So this loads svdk as it was at ``REV`` (``git archive``,
 imported as the package ``svdk_baseline``) beside the working tree's svdk
 and times both on each Kodak image, alternating within every repeat
 (each version first in every other repeat) after one warm-up each:
@@ -18,7 +17,7 @@ Each figure is the median over images of the per-image ratio of medians
 same bytes and decode the same pixels, or the script says where they
 differ (a speed change that changes files is not a refactor).
 
-Writes ``results/ab_speed.json`` (``--output``). About five minutes on 2
+Writes ``results/ab_speed.json`` (``--output``). About two minutes on 2
 cores with the 24 images and 6 repeats (an even number: each version goes
 first as often as the other).
 """

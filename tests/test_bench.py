@@ -935,3 +935,25 @@ def test_tune_choice_scores_what_svdk_writes_and_checks_the_images_left_out(tmp_
             assert group["svdk-tiled-ssim"] < group["svdk-tiled"]  # the tune gains MS-SSIM in and out of the sample
     assert tune_choice.main(["--kodak", str(tmp_path), "--output", str(tmp_path / "t.json")]) == 2
     assert "r0k.us" in capsys.readouterr().err
+
+
+def test_ab_speed_times_the_tree_against_a_commit_and_checks_the_files(data_dir, tmp_path, capsys):
+    """benchmarks.ab_speed loads svdk as it was at a commit beside the tree's,
+    times both and checks they write the same files and decode the same
+    pixels; a commit that does not exist gets one sentence and status 2."""
+    from benchmarks import ab_speed
+
+    if not (ab_speed.REPO / ".git").exists():
+        pytest.skip("needs the repository's git history")
+    out = tmp_path / "ab.json"
+    assert ab_speed.main(["--baseline", "HEAD", "--data", str(data_dir / "kodak"), "--images", "1",
+                          "--repeats", "2", "--output", str(out)]) == 0
+    run = json.loads(out.read_text())
+    assert run["same_files_and_pixels"] and run["differences"] == [] and run["images"] == 1
+    assert set(run["summary"]) == {"tiled_quality", "tiled_decompress", "decompress"}
+    for op, s in run["summary"].items():
+        row = run["per_image"]["kodim01"]
+        assert s["ratio_median"] == pytest.approx(row[f"{op}_tree_ms"] / row[f"{op}_baseline_ms"])
+    assert "svdk_baseline" in sys.modules and sys.modules["svdk_baseline"].__file__ != svdk.__file__
+    assert ab_speed.main(["--baseline", "no-such-commit", "--output", str(out)]) == 2
+    assert "no commit 'no-such-commit'" in capsys.readouterr().err
