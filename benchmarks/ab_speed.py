@@ -44,14 +44,22 @@ RANKS = (64, 16, 16)
 OPERATIONS = ("tiled_quality", "tiled_decompress", "decompress")
 
 
+def _forget_baseline() -> None:
+    """Drop ``svdk_baseline`` and its submodules from ``sys.modules`` (a later load starts afresh)."""
+    for name in [m for m in sys.modules if m == "svdk_baseline" or m.startswith("svdk_baseline.")]:
+        del sys.modules[name]
+
+
 def load_baseline(rev: str, into: Path):
     """svdk as it was at ``rev``, imported as the package ``svdk_baseline``."""
+    _forget_baseline()
     try:
         tar = subprocess.run(["git", "-C", str(REPO), "archive", rev, "svdk"], capture_output=True, check=True).stdout
     except subprocess.CalledProcessError as exc:
         raise SystemExit(f"ab_speed: git cannot export svdk at {rev!r}: {exc.stderr.decode().strip()}") from None
     with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
-        archive.extractall(into, filter="data")
+        # (our own repository's files; the "data" filter where this Python has it, 3.11.4 and later)
+        archive.extractall(into, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     spec = importlib.util.spec_from_file_location(
         "svdk_baseline", into / "svdk" / "__init__.py", submodule_search_locations=[str(into / "svdk")]
     )
@@ -61,14 +69,60 @@ def load_baseline(rev: str, into: Path):
     return module
 
 
+def run(base, tree, paths: list[Path], repeats: int) -> tuple[dict, list[str]]:
+    """Per-image times of ``base`` and ``tree`` (the two svdk packages), and where their files or pixels differ."""
+    versions = {"baseline": base, "tree": tree}
+    for v in versions.values():
+        warnings.simplefilter("ignore", v.SvdkWarning)
+    rows, differ = {}, []
+    for path in paths:
+        img = load_rgb(path)
+        files = {}
+        for name, v in versions.items():
+            tiled = v.encode(img, quality=QUALITY, tiled=True).data
+            files[name] = (tiled, v.compress(img, ranks=RANKS))
+        if files["tree"] != files["baseline"]:
+            differ.append(f"{path.stem}: the files differ")
+        if not all(np.array_equal(tree.decompress(f), base.decompress(f)) for f in files["baseline"]):
+            differ.append(f"{path.stem}: the tree decodes the baseline's files to other pixels")
+
+        def calls(v, name):
+            tiled, plain = files[name]
+            return {
+                "tiled_quality": lambda: v.encode(img, quality=QUALITY, tiled=True),
+                "tiled_decompress": lambda: v.decompress(tiled),
+                "decompress": lambda: v.decompress(plain),
+            }
+
+        ops = {name: calls(v, name) for name, v in versions.items()}
+        times = {(name, op): [] for name in versions for op in OPERATIONS}
+        for r in range(repeats):
+            for op in OPERATIONS:
+                # alternating, op by op, and which goes first too (the second call of
+                # a pair runs a few per cent faster, its data still in the cache)
+                for name in (("baseline", "tree") if r % 2 == 0 else ("tree", "baseline")):
+                    t0 = time.perf_counter()
+                    ops[name][op]()
+                    times[name, op].append(time.perf_counter() - t0)
+        rows[path.stem] = {
+            f"{op}_{name}_ms": 1e3 * float(np.median(times[name, op])) for name in versions for op in OPERATIONS
+        }
+        print(f"{path.stem}: " + ", ".join(
+            f"{op} x{rows[path.stem][f'{op}_tree_ms'] / rows[path.stem][f'{op}_baseline_ms']:.3f}"
+            for op in OPERATIONS), file=sys.stderr)
+    return rows, differ
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.ab_speed", description=__doc__.split("\n\n")[0])
     p.add_argument("--baseline", required=True, metavar="REV", help="the commit to compare with (e.g. HEAD~3)")
     p.add_argument("--data", default=str(DEFAULT_KODAK), help=f"Kodak folder (default {DEFAULT_KODAK})")
     p.add_argument("--images", type=int, help="only the first N Kodak images")
-    p.add_argument("--repeats", type=int, default=6)
+    p.add_argument("--repeats", type=int, default=6, help="an even number (default 6): each version goes first as often")
     p.add_argument("--output", type=Path, default=RESULTS / "ab_speed.json")
     args = p.parse_args(argv)
+    if args.repeats < 2 or args.repeats % 2:
+        p.error(f"--repeats must be an even number of at least 2; got {args.repeats}")
     try:
         paths = kodak_paths(args.data, args.images)
     except DataMissing as exc:
@@ -76,52 +130,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import svdk
 
-    rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", args.baseline], capture_output=True, text=True)
+    rev = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--verify", "--quiet", f"{args.baseline}^{{commit}}"],
+        capture_output=True, text=True,
+    )
     if rev.returncode:
         print(f"error: no commit {args.baseline!r} in {REPO}", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory() as tmp:
-        base = load_baseline(rev.stdout.strip(), Path(tmp))
-        versions = {"baseline": base, "tree": svdk}
-        for v in versions.values():
-            warnings.simplefilter("ignore", v.SvdkWarning)
-        rows, differ = {}, []
-        for path in paths:
-            img = load_rgb(path)
-            files = {}
-            for name, v in versions.items():
-                tiled = v.encode(img, quality=QUALITY, tiled=True).data
-                files[name] = (tiled, v.compress(img, ranks=RANKS))
-            if files["tree"] != files["baseline"]:
-                differ.append(f"{path.stem}: the files differ")
-            for name, v in versions.items():
-                if not all(np.array_equal(v.decompress(f), base.decompress(f)) for f in files["baseline"]):
-                    differ.append(f"{path.stem}: {name} decodes the baseline's files to other pixels")
-
-            def calls(v, name):
-                tiled, plain = files[name]
-                return {
-                    "tiled_quality": lambda: v.encode(img, quality=QUALITY, tiled=True),
-                    "tiled_decompress": lambda: v.decompress(tiled),
-                    "decompress": lambda: v.decompress(plain),
-                }
-
-            ops = {name: calls(v, name) for name, v in versions.items()}
-            times = {(name, op): [] for name in versions for op in OPERATIONS}
-            for r in range(args.repeats):
-                for op in OPERATIONS:
-                    # alternating, op by op, and which goes first too (the second call of
-                    # a pair runs a few per cent faster, its data still in the cache)
-                    for name in (("baseline", "tree") if r % 2 == 0 else ("tree", "baseline")):
-                        t0 = time.perf_counter()
-                        ops[name][op]()
-                        times[name, op].append(time.perf_counter() - t0)
-            rows[path.stem] = {
-                f"{op}_{name}_ms": 1e3 * float(np.median(times[name, op])) for name in versions for op in OPERATIONS
-            }
-            print(f"{path.stem}: " + ", ".join(
-                f"{op} x{rows[path.stem][f'{op}_tree_ms'] / rows[path.stem][f'{op}_baseline_ms']:.3f}"
-                for op in OPERATIONS), file=sys.stderr)
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        try:
+            base = load_baseline(rev.stdout.strip(), Path(tmp))
+            rows, differ = run(base, svdk, paths, args.repeats)
+        finally:
+            _forget_baseline()
     summary = {}
     for op in OPERATIONS:
         ratios = [r[f"{op}_tree_ms"] / r[f"{op}_baseline_ms"] for r in rows.values()]

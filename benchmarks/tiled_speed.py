@@ -19,8 +19,9 @@ Per operation, the median over images of each image's median over the
 repeats; ``cnn_to_quality`` is the median over images of the per-image ratio.
 
 The target (issue 12) is 0.6 times the exact search's time on the day it
-was set, when the exact search took 90 times JPEG's encode: ``cnn_to_jpeg``
-at most 54. ``cnn_to_quality`` compares with today's exact search, which has
+was set, when the exact search took 90 times JPEG's encode: at most 54
+for ``cnn_to_jpeg_per_image``, the median over images of the per-image
+ratio (as ``codec_speed`` judges its ratios). ``cnn_to_quality`` compares with today's exact search, which has
 become faster since; it is reported beside it.
 Writes ``results/tiled_speed.json``. About a minute on 2 cores.
 """
@@ -44,7 +45,8 @@ __all__ = ["main"]
 QUALITY = "ssim:0.90"
 #: At most this share of the exact search's time (issue 12) ...
 TARGET_RATIO = 0.6
-#: ... as it was when the goal was set: 90 times Pillow's JPEG encode (321 ms a Kodak image then).
+#: ... as it was when the goal was set: 90 times Pillow's JPEG encode, 321 ms a Kodak image (the
+#: figures issue 12 gives, from ``codec_speed``'s run committed in d9e282f: 90.9x, 321.3 ms).
 EXACT_TO_JPEG_WHEN_SET = 90.0
 
 
@@ -104,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         return float(np.median([r[key] for r in rows]))
 
     ratio = float(np.median([r["cnn_ms"] / r["quality_ms"] for r in rows]))
+    cnn_to_jpeg = float(np.median([r["cnn_ms"] / r["jpeg_ms"] for r in rows]))
     summary = {
         "quality_ms": med("quality_ms"),
         "cnn_ms": med("cnn_ms"),
@@ -114,8 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         "quality_to_jpeg": med("quality_ms") / med("jpeg_ms"),
         "cnn_to_jpeg": med("cnn_ms") / med("jpeg_ms"),
         "cnn_to_quality": ratio,
+        # judged as codec_speed judges its ratios: the median over images of the per-image ratio
+        "cnn_to_jpeg_per_image": cnn_to_jpeg,
         "cnn_to_jpeg_target": TARGET_RATIO * EXACT_TO_JPEG_WHEN_SET,
-        "cnn_to_jpeg_met": med("cnn_ms") / med("jpeg_ms") <= TARGET_RATIO * EXACT_TO_JPEG_WHEN_SET,
+        "cnn_to_jpeg_met": cnn_to_jpeg <= TARGET_RATIO * EXACT_TO_JPEG_WHEN_SET,
         "quality_evaluations_median": med("quality_evaluations"),
         "cnn_evaluations_median": med("cnn_evaluations"),
         "cnn_bytes_vs_quality_median": med("cnn_bytes_vs_quality"),
@@ -138,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     s = summary
     print(f"tiled at {args.quality}: exact search {s['quality_ms']:.1f} ms ({s['quality_to_jpeg']:.1f}x JPEG, "
           f"{s['quality_evaluations_median']:.0f} evaluations), predictor {s['cnn_ms']:.1f} ms "
-          f"({s['cnn_to_jpeg']:.1f}x JPEG, target <= {s['cnn_to_jpeg_target']:.0f}x: "
+          f"({s['cnn_to_jpeg']:.1f}x JPEG, per image {cnn_to_jpeg:.1f}x, target <= {s['cnn_to_jpeg_target']:.0f}x: "
           f"{'met' if s['cnn_to_jpeg_met'] else 'not met'}; {s['cnn_evaluations_median']:.0f} evaluations); "
           f"predictor/exact {ratio:.2f}"
           f"; bytes x{s['cnn_bytes_vs_quality_median']:.3f}; decomposition and packing are "

@@ -818,10 +818,12 @@ def test_the_tiled_speed_table_judges_cnn_against_the_exact_search_the_goal_was_
         run = json.loads(json.dumps(committed))
         s = run["summary"]
         s["cnn_ms"] = cnn_to_jpeg * s["jpeg_ms"]
-        s["cnn_to_jpeg"], s["cnn_to_jpeg_target"], s["cnn_to_jpeg_met"] = cnn_to_jpeg, 54.0, cnn_to_jpeg <= 54
+        s["cnn_to_jpeg"] = s["cnn_to_jpeg_per_image"] = cnn_to_jpeg
+        s["cnn_to_jpeg_target"], s["cnn_to_jpeg_met"] = 54.0, cnn_to_jpeg <= 54
         monkeypatch.setattr(tables, "_load", lambda name, run=run: run)
         text = tables.TABLES["tiled-speed"]()
-        assert f"`cnn` takes {cnn_to_jpeg:.1f}x JPEG's encode (target <= 54x" in text and verdict in text
+        assert f"`cnn` takes {cnn_to_jpeg:.1f}x JPEG's encode (median of per-image ratios; target <= 54x" in text
+        assert verdict in text
         assert f"{s['cnn_to_quality']:.2f} times today's exact search" in text
     # a run written before the target was a multiple of JPEG's encode still renders
     old = json.loads(json.dumps(committed))
@@ -937,23 +939,54 @@ def test_tune_choice_scores_what_svdk_writes_and_checks_the_images_left_out(tmp_
     assert "r0k.us" in capsys.readouterr().err
 
 
-def test_ab_speed_times_the_tree_against_a_commit_and_checks_the_files(data_dir, tmp_path, capsys):
-    """benchmarks.ab_speed loads svdk as it was at a commit beside the tree's,
-    times both and checks they write the same files and decode the same
-    pixels; a commit that does not exist gets one sentence and status 2."""
+def test_ab_speed_times_the_tree_against_a_commit_and_checks_the_files(data_dir, tmp_path, capsys, monkeypatch):
+    """benchmarks.ab_speed times the tree's svdk against a commit's, taking
+    turns at going first, and fails (status 1) when the two write different
+    files; a second load starts afresh; a commit that does not exist, or an
+    odd number of repeats, gets one sentence."""
+    import types
+
     from benchmarks import ab_speed
 
     if not (ab_speed.REPO / ".git").exists():
         pytest.skip("needs the repository's git history")
+    kodak = ["--data", str(data_dir / "kodak"), "--images", "1", "--repeats", "2"]
     out = tmp_path / "ab.json"
-    assert ab_speed.main(["--baseline", "HEAD", "--data", str(data_dir / "kodak"), "--images", "1",
-                          "--repeats", "2", "--output", str(out)]) == 0
+    # the real thing against HEAD: the same files, and figures from the per-image times
+    assert ab_speed.main(["--baseline", "HEAD", *kodak, "--output", str(out)]) == 0
     run = json.loads(out.read_text())
     assert run["same_files_and_pixels"] and run["differences"] == [] and run["images"] == 1
-    assert set(run["summary"]) == {"tiled_quality", "tiled_decompress", "decompress"}
+    row = run["per_image"]["kodim01"]
     for op, s in run["summary"].items():
-        row = run["per_image"]["kodim01"]
         assert s["ratio_median"] == pytest.approx(row[f"{op}_tree_ms"] / row[f"{op}_baseline_ms"])
-    assert "svdk_baseline" in sys.modules and sys.modules["svdk_baseline"].__file__ != svdk.__file__
+    assert not any(m == "svdk_baseline" or m.startswith("svdk_baseline.") for m in sys.modules)
+
+    # a baseline whose global files differ, and the order of the timed calls
+    calls = []
+    real_encode = svdk.encode
+
+    def tree_encode(*args, **kw):
+        if kw.get("tiled"):  # (svdk.compress calls encode too)
+            calls.append("tree")
+        return real_encode(*args, **kw)
+
+    def base_encode(*args, **kw):
+        calls.append("baseline")
+        return real_encode(*args, **kw)
+
+    stub = types.SimpleNamespace(
+        SvdkWarning=svdk.SvdkWarning, encode=base_encode, decompress=svdk.decompress,
+        compress=lambda img, ranks: svdk.compress(img, ranks=(32, 8, 8)),
+    )
+    monkeypatch.setattr(ab_speed, "load_baseline", lambda rev, into: stub)
+    monkeypatch.setattr(svdk, "encode", tree_encode)
+    assert ab_speed.main(["--baseline", "HEAD", *kodak, "--output", str(out)]) == 1
+    assert json.loads(out.read_text())["differences"] == ["kodim01: the files differ"]
+    # the files first (baseline, tree), then each repeat with the other one first
+    assert calls == ["baseline", "tree", "baseline", "tree", "tree", "baseline"]
+    capsys.readouterr()
     assert ab_speed.main(["--baseline", "no-such-commit", "--output", str(out)]) == 2
     assert "no commit 'no-such-commit'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        ab_speed.main(["--baseline", "HEAD", "--repeats", "3"])
+    assert exc.value.code == 2 and "--repeats must be an even number" in capsys.readouterr().err
