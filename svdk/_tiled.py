@@ -224,21 +224,22 @@ def deblock_errors(plain: np.ndarray, target: np.ndarray, tile: int, thresholds)
     n = thresholds.size
     vertical = _Borders.across(plain, tile)
     horizontal = _Borders.across(plain.T, tile)
+    # the rows of horizontal-border pixels and the columns of vertical-border ones, in groups p1, p0, q0, q1
     rows = [np.arange(h)[c] for c in horizontal.columns] if horizontal is not None else []
     cols = [np.arange(w)[c] for c in vertical.columns] if vertical is not None else []
-    on_rows = np.zeros(h, dtype=bool)  # rows of horizontal-border pixels
+    row_index = np.concatenate(rows) if rows else np.zeros(0, dtype=np.intp)
+    col_index = np.concatenate(cols) if cols else np.zeros(0, dtype=np.intp)
+    on_rows = np.zeros(h, dtype=bool)
+    on_rows[row_index] = True
     on_cols = np.zeros(w, dtype=bool)
-    if rows:
-        on_rows[np.concatenate(rows)] = True
-    if cols:
-        on_cols[np.concatenate(cols)] = True
+    on_cols[col_index] = True
     both = None
     if rows and cols:
-        # the pixels on both, rows and columns in groups p1, p0, q0, q1
+        # the pixels on both
         rows_at = np.cumsum([0, *(r.size for r in rows)])
         cols_at = np.cumsum([0, *(c.size for c in cols)])
-        block = plain[np.concatenate(rows)][:, np.concatenate(cols)]
-        want = target[np.concatenate(rows)][:, np.concatenate(cols)]
+        block = plain[np.ix_(row_index, col_index)]
+        want = target[np.ix_(row_index, col_index)]
         want = [want[rows_at[g] : rows_at[g + 1]].T for g in range(4)]
         both = _Borders(*(block[:, cols_at[g] : cols_at[g + 1]] for g in range(4)), vertical.inside)
 
