@@ -341,19 +341,57 @@ def choose(records: list, tile: int) -> Params:
             if ("coef", f, j) in hists:
                 cost_coef[f, j] = _histogram_cost(hists[("coef", f, j)].astype(np.float64))
     base0 = np.argmin(cost_coef[:, :, 0], axis=-1)
-    b = np.arange(1, COEF_BUCKETS)
-    bases = np.arange(nl)
+    slope, choice = _best_ramp(cost_coef[:, :, 1:].reshape(2 * tile, COEF_BUCKETS - 1, nl))
+    return Params(dc, flag, slope, base0, choice.reshape(2, tile))
+
+
+def _pairwise_sum(parts: list) -> np.ndarray:
+    """``parts[0] + parts[1] + ...`` (float64 arrays of one shape) in the order in which NumPy's
+    ``sum`` adds that many contiguous values (pairwise, eight running sums, up to 128 values):
+    each element is ``np.sum`` of its values, to the bit."""
+    n = len(parts)
+    if not 1 <= n <= 128:
+        raise ValueError(f"between 1 and 128 parts; got {n}")
+    if n < 8:
+        out = parts[0] + 0.0
+        for x in parts[1:]:
+            out += x
+        return out
+    r = [x.copy() for x in parts[:8]]
+    i = 8
+    while i < n - n % 8:
+        for j in range(8):
+            r[j] += parts[i + j]
+        i += 8
+    out = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+    for x in parts[i:]:
+        out += x
+    return out
+
+
+def _best_ramp(costs: np.ndarray) -> tuple[int, np.ndarray]:
+    """``(slope, bases)``: the ramp of levels that codes the coefficient passes in the fewest bits.
+
+    ``costs[g, b - 1, level]`` holds the bits of group ``g``'s context bucket ``b`` (``b >= 1``)
+    under each level. A ramp puts bucket ``b`` at level ``min(NUM_LEVELS - 1, base + (slope * b)
+    >> 3)``, one slope for all groups and a base per group. Every slope is tried with each
+    group's best base; the first of the cheapest slopes wins, and of equal bases the first.
+    A base's cost is the sum over buckets added as ``np.sum`` adds them.
+    """
+    groups, nb, nl = costs.shape
+    shifts = [((slope * np.arange(1, nb + 1)) >> 3).tolist() for slope in range(MAX_SLOPE + 1)]
+    # each bucket's costs continued with its last level, so that a shifted window reads the clipped levels
+    widest = max(max(s) for s in shifts)
+    rows = [np.concatenate([costs[:, j], np.repeat(costs[:, j, -1:], widest, axis=1)], axis=1) for j in range(nb)]
+    every = np.arange(groups)
     best = (math.inf, 0, None)
-    flat = cost_coef[:, :, 1:].reshape(2 * tile, COEF_BUCKETS - 1, nl)
-    for slope in range(MAX_SLOPE + 1):
-        idx = np.minimum(nl - 1, bases[:, None] + ((slope * b) >> 3)[None, :])  # (bases, buckets)
-        total = flat[:, np.arange(COEF_BUCKETS - 1)[None, :], idx].sum(axis=-1)  # (groups, bases)
+    for slope, shift in enumerate(shifts):
+        total = _pairwise_sum([rows[j][:, s : s + nl] for j, s in enumerate(shift)])  # (groups, bases)
         choice = np.argmin(total, axis=1)
-        bits = float(total[np.arange(2 * tile), choice].sum())
+        bits = float(total[every, choice].sum())
         if bits < best[0]:
             best = (bits, slope, choice)
-    _, slope, choice = best
-    return Params(dc, flag, slope, base0, choice.reshape(2, tile))
+    return best[1], best[2]
 
 
 # ----------------------------------------------------------------------------

@@ -278,18 +278,8 @@ def deblock_errors(plain: np.ndarray, target: np.ndarray, tile: int, thresholds)
 QUANTIZED_KEPT = (8, 1 << 23)
 #: An image's planes are decomposed together up to this many tiles in all.
 JOINT_TILES = 1 << 16
-#: Stacks of at least this many tiles get their SVDs in two threads.
+#: Stacks of at least this many tiles are decomposed (SVDs and transforms) in two threads.
 THREADED_SVD_TILES = 1024
-
-
-def _tile_svds(tiles: np.ndarray):
-    """``np.linalg.svd`` of a stack of tiles (a large stack in two halves, in two threads)."""
-    n = tiles.shape[0]
-    if n < THREADED_SVD_TILES or _threads.threads() < 2:
-        return np.linalg.svd(tiles)
-    halves = (tiles[: n // 2], tiles[n // 2 :])
-    parts = _threads.split(lambda which: [np.linalg.svd(halves[i]) for i in which], 2, True)
-    return tuple(np.concatenate(p) for p in zip(*parts))
 
 
 def step_factor(per_tile: float, tile: int, tune: str = "psnr") -> float:
@@ -342,8 +332,19 @@ def _less_means(plane: np.ndarray, tile: int) -> tuple[np.ndarray, np.ndarray]:
 def _decompose(centred: np.ndarray) -> tuple[np.ndarray, ...]:
     """``(a, b, s, spectra)`` of a stack of tiles less their means (tiles of any planes: each is
     computed alone). ``a`` and ``b`` are the folded factors' DCT coefficients, ``(n, T, T)``,
-    component-major; ``spectra`` the tiles' 2D DCT."""
-    u, s, vt = _tile_svds(centred)
+    component-major; ``spectra`` the tiles' 2D DCT. A large stack is decomposed in two halves,
+    in two threads: each tile's results are those it gets alone."""
+    n = centred.shape[0]
+    if n < THREADED_SVD_TILES or _threads.threads() < 2:
+        return _decompose_stack(centred)
+    halves = (centred[: n // 2], centred[n // 2 :])
+    parts = _threads.split(lambda which: [_decompose_stack(halves[i]) for i in which], 2, True)
+    return tuple(np.concatenate(p) for p in zip(*parts))
+
+
+def _decompose_stack(centred: np.ndarray) -> tuple[np.ndarray, ...]:
+    """:func:`_decompose` in this thread."""
+    u, s, vt = np.linalg.svd(centred)
     # Sign convention: the largest-magnitude entry of each u is positive.
     idx = np.argmax(np.abs(u), axis=1)  # (n, T): row of the largest entry per column
     sign = np.where(np.take_along_axis(u, idx[:, None, :], axis=1)[:, 0, :] < 0, -1.0, 1.0)

@@ -229,8 +229,8 @@ class Scorer:
             self._c1 = (_K1 * DATA_RANGE) ** 2 * n * n  # c1 N²
             self._c2 = (_K2 * DATA_RANGE) ** 2 * n * (n - 1)  # c2 N (N-1)
             for x in _planes(ref if self.exact else self._ref64):
-                sx = _window_sums(x, self.win)
-                sxx = _window_sums(_square(x), self.win)
+                sx = _window_sums_large(x, self.win)
+                sxx = _window_sums_large(_square(x), self.win)
                 sx2 = sx * sx
                 # the reference's parts of the two denominators, constants included
                 self._planes.append((x, sx, sx2 + self._c1, (n * sxx - sx2) + self._c2))
@@ -337,6 +337,17 @@ def _square(a: np.ndarray) -> np.ndarray:
 
 def _product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.multiply(a, b, dtype=np.uint16) if a.dtype == np.uint8 else a * b
+
+
+def _window_sums_large(a: np.ndarray, win: int) -> np.ndarray:
+    """:func:`_window_sums`, from :data:`THREADED_PIXELS` on in two threads (the top and bottom
+    rows of windows; each sum is added as it is in one)."""
+    rows = a.shape[0] - win + 1
+    if a.size < THREADED_PIXELS or rows < 2:
+        return _window_sums(a, win)
+    half = rows // 2
+    parts = (a[: half + win - 1], a[half:])
+    return np.concatenate(_threads.split(lambda which: [_window_sums(parts[i], win) for i in which], 2, True))
 
 
 def _window_sums(a: np.ndarray, win: int) -> np.ndarray:

@@ -67,6 +67,23 @@ def test_ssim_is_the_same_in_two_threads(kodak_crop, monkeypatch):
     assert threaded[0] == pytest.approx(ssim_reference(kodak_crop, decoded), abs=1e-9)
 
 
+@pytest.mark.parametrize("shape", [(7, 9), (8, 9), (9, 30), (64, 33), (101, 77)])
+def test_window_sums_are_the_same_in_two_threads(shape, monkeypatch):
+    """A reference's window sums are computed in two threads (top and bottom rows): each sum
+    equals the one-thread sum to the bit, for 8-bit and float planes."""
+    from svdk import _threads
+
+    rng = np.random.default_rng(shape[0])
+    planes = (rng.integers(0, 256, shape).astype(np.uint8), rng.uniform(0, 255, shape))
+    monkeypatch.setattr(_threads, "cores", lambda: 1)
+    alone = [metrics._window_sums(p, 7) for p in planes]
+    monkeypatch.setattr(_threads, "cores", lambda: 2)
+    monkeypatch.setattr(metrics, "THREADED_PIXELS", 1)
+    for plane, want in zip(planes, alone):
+        got = metrics._window_sums_large(plane, 7)
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
 def test_known_values():
     a = np.zeros((8, 8), np.uint8)
     b = a.copy()

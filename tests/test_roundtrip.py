@@ -849,3 +849,54 @@ def test_strengths_that_filter_alike_tie_and_the_first_wins():
         errors = _tiled.deblock_errors(plain, target, 8, thresholds)
         assert len(set(errors[1:].tolist())) == 1 and errors[1] < errors[0], seed
         assert int(np.argmin(errors)) == 1
+
+
+def _ramp_by_gather(costs):
+    """The coder's ramp choice as a plain search: every slope, each bucket's level gathered
+    and the buckets summed with ``np.sum`` (what ``_best_ramp`` must equal to the bit)."""
+    from svdk import _entropy, _tilecoder
+
+    groups, nb, nl = costs.shape
+    best = (np.inf, 0, None)
+    for slope in range(_tilecoder.MAX_SLOPE + 1):
+        idx = np.minimum(nl - 1, np.arange(nl)[:, None] + ((slope * np.arange(1, nb + 1)) >> 3)[None, :])
+        total = costs[:, np.arange(nb)[None, :], idx].sum(axis=-1)  # (groups, bases)
+        choice = np.argmin(total, axis=1)
+        bits = float(total[np.arange(groups), choice].sum())
+        if bits < best[0]:
+            best = (bits, slope, choice)
+    assert nl == _entropy.NUM_LEVELS
+    return best[1], best[2]
+
+
+@pytest.mark.parametrize("tile", [4, 5, 8, 16])
+def test_the_coder_picks_the_cheapest_ramp_of_levels(tile):
+    """The ramp (one slope, a base per pass group) is the one a plain search over all of them
+    finds, ties included: costs from histograms of real magnitudes, rounded ones that tie,
+    empty groups, and all-zero costs (every ramp ties: slope 0 and the first bases win)."""
+    from svdk import _tilecoder
+
+    nb = _tilecoder.COEF_BUCKETS - 1
+    cost = _tilecoder._cost_table()[:, :40]
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        hist = rng.integers(0, 60, (2 * tile, nb, 40)).astype(np.float64) * (rng.random((2 * tile, nb, 1)) > 0.3)
+        costs = hist @ cost.T
+        if seed % 3 == 1:
+            costs = np.round(costs * 0.25)  # many equal sums
+        if seed % 10 == 9:
+            costs[:] = 0.0
+        slope, bases = _tilecoder._best_ramp(costs)
+        want_slope, want_bases = _ramp_by_gather(costs)
+        assert slope == want_slope and np.array_equal(bases, want_bases), seed
+        if seed % 10 == 9:
+            assert slope == 0 and not bases.any()
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 8, 9, 10, 15, 16, 17, 24, 33, 127, 128])
+def test_pairwise_sums_add_as_numpy_sums(n):
+    from svdk import _tilecoder
+
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((500, n)) * 10.0 ** rng.uniform(-3, 9, (500, n))
+    assert np.array_equal(_tilecoder._pairwise_sum([x[:, i] for i in range(n)]), x.sum(axis=-1))
