@@ -957,7 +957,8 @@ def test_ab_speed_times_the_tree_against_a_commit_and_checks_the_files(data_dir,
     run = json.loads(out.read_text())
     assert run["same_files_and_pixels"] and run["differences"] == [] and run["images"] == 1
     row = run["per_image"]["kodim01"]
-    for op, s in run["summary"].items():
+    for op in ab_speed.OPERATIONS:
+        s = run["summary"][op]
         assert s["ratio_median"] == pytest.approx(row[f"{op}_tree_ms"] / row[f"{op}_baseline_ms"])
     assert not any(m == "svdk_baseline" or m.startswith("svdk_baseline.") for m in sys.modules)
 
@@ -967,7 +968,7 @@ def test_ab_speed_times_the_tree_against_a_commit_and_checks_the_files(data_dir,
 
     def tree_encode(*args, **kw):
         if kw.get("tiled"):  # (svdk.compress calls encode too)
-            calls.append("tree")
+            calls.append("tree-cnn" if kw.get("policy") == "cnn" else "tree")
         return real_encode(*args, **kw)
 
     def base_encode(*args, **kw):
@@ -982,8 +983,22 @@ def test_ab_speed_times_the_tree_against_a_commit_and_checks_the_files(data_dir,
     monkeypatch.setattr(svdk, "encode", tree_encode)
     assert ab_speed.main(["--baseline", "HEAD", *kodak, "--output", str(out)]) == 1
     assert json.loads(out.read_text())["differences"] == ["kodim01: the files differ"]
-    # the files first (baseline, tree), then each repeat with the other one first
-    assert calls == ["baseline", "tree", "baseline", "tree", "tree", "baseline"]
+    # the files first (baseline, tree), then each repeat with the other one first, and the
+    # tree's cnn encode after the pairs
+    assert calls == ["baseline", "tree", "baseline", "tree", "tree-cnn", "tree", "baseline", "tree-cnn"]
+    # an earlier release writes other files by design: timed all the same, and the tree must
+    # still decode its files to its pixels
+    assert ab_speed.main(["--baseline", "HEAD", *kodak, "--other-format", "--output", str(out)]) == 0
+    run = json.loads(out.read_text())
+    assert run["differences"] == [] and run["same_files_and_pixels"] is None and run["settings"]["other_format"]
+    row, cnn = run["per_image"]["kodim01"], run["summary"]["tiled_cnn"]
+    assert cnn["to_baseline_tiled_quality_median"] == pytest.approx(
+        row["tiled_cnn_tree_ms"] / row["tiled_quality_baseline_ms"])
+    assert cnn["to_tree_tiled_quality_median"] == pytest.approx(row["tiled_cnn_tree_ms"] / row["tiled_quality_tree_ms"])
+    stub.decompress = lambda data: svdk.decompress(data) // 2
+    assert ab_speed.main(["--baseline", "HEAD", *kodak, "--other-format", "--output", str(out)]) == 1
+    assert json.loads(out.read_text())["differences"] == [
+        "kodim01: the tree decodes the baseline's files to other pixels"]
     capsys.readouterr()
     assert ab_speed.main(["--baseline", "no-such-commit", "--output", str(out)]) == 2
     assert "no commit 'no-such-commit'" in capsys.readouterr().err
