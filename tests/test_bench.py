@@ -1005,3 +1005,22 @@ def test_ab_speed_times_the_tree_against_a_commit_and_checks_the_files(data_dir,
     with pytest.raises(SystemExit) as exc:
         ab_speed.main(["--baseline", "HEAD", "--repeats", "3"])
     assert exc.value.code == 2 and "--repeats must be an even number" in capsys.readouterr().err
+
+
+def test_coder_contexts_measures_the_entropy_of_the_files_own_symbols(data_dir, tmp_path):
+    """benchmarks.coder_contexts replicates coder 3's contexts (it stops if they differ from the
+    walk's) and reports entropies that behave as entropies: any context gives at most the
+    entropy of none, and the file bits are the files' real sizes."""
+    from benchmarks import coder_contexts
+
+    out = tmp_path / "cc.json"
+    assert coder_contexts.main(["--data", str(data_dir / "kodak"), "--images", "1", "--out", str(out)]) == 0
+    run = json.loads(out.read_text())
+    img = np.asarray(Image.open(data_dir / "kodak" / "kodim01.png").convert("RGB"))
+    for target in coder_contexts.TARGETS:
+        row = run["per_image"]["kodim01"][target]
+        assert row["file_bits"] == 8 * len(svdk.encode(img, quality=target, tiled=True).data)
+        assert 0 < row["coder3"] <= row["none"] and row["vector"] <= row["none"]
+        assert row["coder3"] < row["file_bits"]
+        extra = run["summary"][target]["extra_share"]
+        assert extra["vector"] == pytest.approx((row["vector"] - row["coder3"]) / row["file_bits"])
