@@ -127,6 +127,8 @@ def plane_entropies(grid, tile: int, max_rank: int, known) -> dict:
             previous[f][tiles] = mag
         norm[tiles] = sums[0] + sums[1]
         start += m
+    if next(walked, None) is not None:
+        raise RuntimeError("coder 3 codes more coefficient passes than the replication")
     return {name: _entropy(g) for name, g in groups.items()}
 
 

@@ -345,54 +345,41 @@ def choose(records: list, tile: int) -> Params:
     return Params(dc, flag, slope, base0, choice.reshape(2, tile))
 
 
-def _pairwise_sum(parts: list) -> np.ndarray:
-    """``parts[0] + parts[1] + ...`` (float64 arrays of one shape) in the order in which NumPy's
-    ``sum`` adds that many contiguous values (pairwise, eight running sums, up to 128 values):
-    each element is ``np.sum`` of its values, to the bit."""
-    n = len(parts)
-    if not 1 <= n <= 128:
-        raise ValueError(f"between 1 and 128 parts; got {n}")
-    if n < 8:
-        out = parts[0] + 0.0
-        for x in parts[1:]:
-            out += x
-        return out
-    r = [x.copy() for x in parts[:8]]
-    i = 8
-    while i < n - n % 8:
-        for j in range(8):
-            r[j] += parts[i + j]
-        i += 8
-    out = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
-    for x in parts[i:]:
-        out += x
-    return out
+def _ramp_totals(costs: np.ndarray):
+    """``(slope, totals)`` for every slope: ``totals[g, base]``, the bits of group ``g`` when its
+    bucket ``b`` (``b >= 1``) is coded at level ``min(NUM_LEVELS - 1, base + (slope * b) >> 3)``.
 
-
-def _best_ramp(costs: np.ndarray) -> tuple[int, np.ndarray]:
-    """``(slope, bases)``: the ramp of levels that codes the coefficient passes in the fewest bits.
-
-    ``costs[g, b - 1, level]`` holds the bits of group ``g``'s context bucket ``b`` (``b >= 1``)
-    under each level. A ramp puts bucket ``b`` at level ``min(NUM_LEVELS - 1, base + (slope * b)
-    >> 3)``, one slope for all groups and a base per group. Every slope is tried with each
-    group's best base; the first of the cheapest slopes wins, and of equal bases the first.
-    A base's cost is the sum over buckets added as ``np.sum`` adds them.
+    ``costs[g, b - 1, level]`` holds the bits of group ``g``'s bucket ``b`` under each level.
+    Each bucket's costs are read as a window shifted along its row (continued with its last
+    level, so a window reads the clipped levels), and the buckets are added in their order,
+    one after another: to the bit the sums a gather of every level and ``sum`` over the
+    buckets gave (that gather's result runs along the buckets with a stride, so NumPy adds
+    them one by one rather than pairwise; a test compares the two).
     """
     groups, nb, nl = costs.shape
     shifts = [((slope * np.arange(1, nb + 1)) >> 3).tolist() for slope in range(MAX_SLOPE + 1)]
-    # each bucket's costs continued with its last level, so that a shifted window reads the clipped levels
-    widest = max(max(s) for s in shifts)
+    widest = max(max(shift) for shift in shifts)
     rows = [np.concatenate([costs[:, j], np.repeat(costs[:, j, -1:], widest, axis=1)], axis=1) for j in range(nb)]
-    every = np.arange(groups)
-    best = (math.inf, 0, None)
     for slope, shift in enumerate(shifts):
-        total = _pairwise_sum([rows[j][:, s : s + nl] for j, s in enumerate(shift)])  # (groups, bases)
+        total = rows[0][:, shift[0] : shift[0] + nl].copy()
+        for j in range(1, nb):
+            total += rows[j][:, shift[j] : shift[j] + nl]
+        yield slope, total
+
+
+def _best_ramp(costs: np.ndarray) -> tuple[int, np.ndarray]:
+    """``(slope, bases)``: the ramp of levels (one slope for all groups, a base per group; see
+    :func:`_ramp_totals`) that codes the coefficient passes in the fewest bits. Each slope is
+    tried with every group's cheapest base (the first of equal ones), and the first of the
+    cheapest slopes wins."""
+    every = np.arange(costs.shape[0])
+    best = (math.inf, 0, None)
+    for slope, total in _ramp_totals(costs):
         choice = np.argmin(total, axis=1)
         bits = float(total[every, choice].sum())
         if bits < best[0]:
             best = (bits, slope, choice)
     return best[1], best[2]
-
 
 # ----------------------------------------------------------------------------
 # coding

@@ -852,51 +852,56 @@ def test_strengths_that_filter_alike_tie_and_the_first_wins():
 
 
 def _ramp_by_gather(costs):
-    """The coder's ramp choice as a plain search: every slope, each bucket's level gathered
-    and the buckets summed with ``np.sum`` (what ``_best_ramp`` must equal to the bit)."""
-    from svdk import _entropy, _tilecoder
+    """The coder's ramp search as first written: for every slope, each bucket's level gathered
+    and the buckets summed. ``(slope, bases, totals per slope)``: ``_tilecoder._ramp_totals``
+    must give these totals to the bit."""
+    from svdk import _tilecoder
 
     groups, nb, nl = costs.shape
-    best = (np.inf, 0, None)
+    best, totals = (np.inf, 0, None), []
     for slope in range(_tilecoder.MAX_SLOPE + 1):
         idx = np.minimum(nl - 1, np.arange(nl)[:, None] + ((slope * np.arange(1, nb + 1)) >> 3)[None, :])
         total = costs[:, np.arange(nb)[None, :], idx].sum(axis=-1)  # (groups, bases)
+        totals.append(total)
         choice = np.argmin(total, axis=1)
         bits = float(total[np.arange(groups), choice].sum())
         if bits < best[0]:
             best = (bits, slope, choice)
-    assert nl == _entropy.NUM_LEVELS
-    return best[1], best[2]
+    return best[1], best[2], totals
 
 
-@pytest.mark.parametrize("tile", [4, 5, 8, 16])
+@pytest.mark.parametrize("tile", [4, 5, 8, 16, 32])
 def test_the_coder_picks_the_cheapest_ramp_of_levels(tile):
-    """The ramp (one slope, a base per pass group) is the one a plain search over all of them
-    finds, ties included: costs from histograms of real magnitudes, rounded ones that tie,
-    empty groups, and all-zero costs (every ramp ties: slope 0 and the first bases win)."""
-    from svdk import _tilecoder
+    """The ramp of levels (one slope, a base per pass group) and every cost it compares are
+    those of a search that gathers every level, to the bit: costs from histograms of real
+    magnitudes (sums that round differently when added in another order), rounded ones that
+    tie, all-zero ones (slope 0 and the first bases win), and a near-tie that only the order
+    of the additions decides."""
+    from svdk import _entropy, _tilecoder
 
-    nb = _tilecoder.COEF_BUCKETS - 1
+    nb, nl = _tilecoder.COEF_BUCKETS - 1, _entropy.NUM_LEVELS
     cost = _tilecoder._cost_table()[:, :40]
-    for seed in range(60):
+    cases = []
+    for seed in range(30):
         rng = np.random.default_rng(seed)
         hist = rng.integers(0, 60, (2 * tile, nb, 40)).astype(np.float64) * (rng.random((2 * tile, nb, 1)) > 0.3)
-        costs = hist @ cost.T
+        costs = hist @ cost.T * rng.uniform(0.5, 2.0)
         if seed % 3 == 1:
             costs = np.round(costs * 0.25)  # many equal sums
         if seed % 10 == 9:
             costs[:] = 0.0
+        cases.append(costs)
+    tiny = 2.0**-53  # 1 + tiny + tiny is 1 one by one, but 1 + 2 tiny pairwise
+    near = np.zeros((2 * tile, nb, nl))
+    near[0, :, 2:] = 10.0
+    near[0, :, 0] = [1, 0, tiny, tiny, 0, 0, 0, 0, 0, 0]
+    near[0, :, 1] = [tiny, 0, 0, 0, tiny, 1, 0, 0, 0, 0]
+    cases.append(near)
+    for n, costs in enumerate(cases):
+        want_slope, want_bases, want_totals = _ramp_by_gather(costs)
+        for slope, total in _tilecoder._ramp_totals(costs):
+            assert np.array_equal(total, want_totals[slope]), (n, slope)
         slope, bases = _tilecoder._best_ramp(costs)
-        want_slope, want_bases = _ramp_by_gather(costs)
-        assert slope == want_slope and np.array_equal(bases, want_bases), seed
-        if seed % 10 == 9:
-            assert slope == 0 and not bases.any()
-
-
-@pytest.mark.parametrize("n", [1, 2, 7, 8, 9, 10, 15, 16, 17, 24, 33, 127, 128])
-def test_pairwise_sums_add_as_numpy_sums(n):
-    from svdk import _tilecoder
-
-    rng = np.random.default_rng(n)
-    x = rng.standard_normal((500, n)) * 10.0 ** rng.uniform(-3, 9, (500, n))
-    assert np.array_equal(_tilecoder._pairwise_sum([x[:, i] for i in range(n)]), x.sum(axis=-1))
+        assert slope == want_slope and np.array_equal(bases, want_bases), n
+    slope, bases = _tilecoder._best_ramp(cases[9])  # all zero
+    assert slope == 0 and not bases.any()
